@@ -1,0 +1,1 @@
+"""mgr.engines: export trained models and run them through one backend interface."""

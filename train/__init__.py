@@ -1,0 +1,1 @@
+"""mgr.train: data, model, fitting and evaluation for micro-gesture recognition."""
