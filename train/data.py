@@ -1,0 +1,380 @@
+"""iMiGUE as users hold it: layout detection, clip records, the Dataset, a frame cache.
+
+Layouts (DESIGN.md section 3):
+1. image-level set: ``ROOT/<class id>/<clip>.<frame>.jpg``
+2. clip folders:    ``ROOT/<class id>/<clip>/<frame>.jpg``
+3. official:        ``ROOT/<labels>.csv`` + ``ROOT/skeleton/<video>/<video>_<frame:012d>_keypoints.json``
+                    (+ optional ``ROOT/videos/<video>.mp4``)
+Keypoints sit next to the frames or in a parallel tree passed as ``keypoints_root``.
+"""
+from __future__ import annotations
+
+import csv
+import hashlib
+import logging
+import os
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from PIL import Image
+
+from .classes import index_from_official_id
+from .keypoints_io import KEYPOINTS_SUFFIX, KeypointFileError, missing_skeleton, read_openpose_json
+from .preprocess import (NUM_FRAMES, REFERENCE_SIZE, KeypointStats, crop_and_normalize,
+                         preprocess_skeleton, rescale_keypoints, resize_short_side, sample_frame_indices)
+
+log = logging.getLogger(__name__)
+
+IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp")
+VIDEO_EXTS = (".mp4", ".avi", ".mkv", ".mov", ".webm")
+LAYOUTS = ("image-level", "clip-folders", "official")
+OFFICIAL_FRAME_SIZE = (1280, 720)   # iMiGUE videos; the size its OpenPose ran on
+OFFICIAL_FPS = 25.0
+_FRAME_RE = re.compile(r"^(?P<clip>.+)\.(?P<frame>\d+)$")
+
+
+class DatasetError(ValueError):
+    """A dataset folder that cannot be read as any supported layout."""
+
+
+@dataclass(frozen=True)
+class ClipRecord:
+    clip_id: str                          # unique within the dataset, e.g. "23/1529" or "298/5"
+    label: int                            # 0-based class index
+    frames: tuple[str, ...] = ()          # image paths, in time order (layouts 1, 2)
+    keypoints: tuple[str, ...] = ()       # keypoint JSON paths aligned with the frames
+    subject: int | None = None            # subject id (official layout)
+    video: str | None = None              # video path (official layout, if present)
+    frame_ids: tuple[int, ...] = ()       # frame numbers in the video (official layout)
+    source_size: tuple[int, int] | None = None  # (w, h) the keypoints were detected on, if known
+    fps: float | None = None              # frames per second, if known
+
+    @property
+    def num_frames(self) -> int:
+        return max(len(self.frames), len(self.keypoints), len(self.frame_ids))
+
+
+@dataclass
+class DatasetIndex:
+    root: str
+    layout: str
+    clips: list[ClipRecord]
+    problems: list[str] = field(default_factory=list)   # what did not fit, one line each
+
+    def class_counts(self) -> Counter:
+        return Counter(c.label for c in self.clips)
+
+    def by_id(self) -> dict[str, ClipRecord]:
+        return {c.clip_id: c for c in self.clips}
+
+
+# ----------------------------------------------------------------------------- detection
+def _numeric_dirs(root: Path) -> list[Path]:
+    """Class folders named "1".."32", sorted as numbers ("2" before "10")."""
+    dirs = [p for p in root.iterdir() if p.is_dir() and p.name.isdigit()]
+    return sorted(dirs, key=lambda p: int(p.name))
+
+
+def _find_label_csv(root: Path) -> Path | None:
+    for p in sorted(root.glob("*.csv")):
+        with open(p, newline="") as fh:
+            header = fh.readline().lower()
+        if all(k in header for k in ("video_id", "start_frame", "end_frame", "class")):
+            return p
+    return None
+
+
+def detect_layout(root: str | os.PathLike) -> str:
+    root = Path(root)
+    if not root.exists():
+        raise DatasetError(f"{root}: data folder not found")
+    if not root.is_dir():
+        raise DatasetError(f"{root}: not a folder")
+    if _find_label_csv(root) is not None:
+        return "official"
+    for d in _numeric_dirs(root):
+        for p in d.iterdir():
+            if p.is_dir():
+                return "clip-folders"
+            if p.suffix.lower() in IMAGE_EXTS:
+                return "image-level"
+    raise DatasetError(f"{root}: no supported layout found; expected one of {', '.join(LAYOUTS)}: "
+                       "<class id>/<clip>.<frame>.jpg, <class id>/<clip>/<frame>.jpg, "
+                       "or a label CSV (video_id,...,start_frame,end_frame,class) with skeleton/<video>/")
+
+
+def scan_dataset(root: str | os.PathLike, keypoints_root: str | os.PathLike | None = None) -> DatasetIndex:
+    """Read a dataset folder in any supported layout into clip records."""
+    root = Path(root)
+    layout = detect_layout(root)
+    kp_root = Path(keypoints_root) if keypoints_root else None
+    if kp_root is not None and not kp_root.is_dir():
+        raise DatasetError(f"{kp_root}: keypoints folder not found")
+    if layout == "official":
+        index = _scan_official(root, kp_root)
+    else:
+        index = _scan_images(root, kp_root, layout)
+    if not index.clips:
+        raise DatasetError(f"{root}: layout {layout!r} detected but no clips found; " + "; ".join(index.problems[:3]))
+    return index
+
+
+def _kp_path(frame: Path, root: Path, kp_root: Path | None) -> str:
+    rel = frame.relative_to(root).with_name(frame.stem + KEYPOINTS_SUFFIX)
+    return str((kp_root or root) / rel)
+
+
+def _scan_images(root: Path, kp_root: Path | None, layout: str) -> DatasetIndex:
+    clips, problems = [], []
+    for d in _numeric_dirs(root):
+        try:
+            label = index_from_official_id(d.name)
+        except ValueError as e:
+            problems.append(f"{d}: skipped: {e}")
+            continue
+        groups: dict[str, list[tuple[int, Path]]] = {}
+        if layout == "image-level":
+            for p in d.iterdir():
+                if p.suffix.lower() not in IMAGE_EXTS:
+                    continue
+                m = _FRAME_RE.match(p.stem)
+                if not m:
+                    problems.append(f"{p}: name is not <clip>.<frame>{p.suffix}")
+                    continue
+                groups.setdefault(m["clip"], []).append((int(m["frame"]), p))
+        else:
+            for c in d.iterdir():
+                if not c.is_dir():
+                    continue
+                frames = [p for p in c.iterdir() if p.suffix.lower() in IMAGE_EXTS]
+                groups[c.name] = [(int(p.stem) if p.stem.isdigit() else i, p)
+                                  for i, p in enumerate(sorted(frames, key=lambda q: q.stem))]
+        if not groups:
+            problems.append(f"{d}: empty class folder (class {d.name})")
+        for clip, frames in sorted(groups.items()):
+            if not frames:
+                problems.append(f"{d / clip}: clip folder without frames")
+                continue
+            frames.sort(key=lambda t: t[0])
+            paths = tuple(str(p) for _, p in frames)
+            kps = tuple(_kp_path(p, root, kp_root) for _, p in frames)
+            clips.append(ClipRecord(f"{d.name}/{clip}", label, paths, kps))
+    return DatasetIndex(str(root), layout, clips, problems)
+
+
+def _find_video(root: Path, video_id: str) -> str | None:
+    for folder in (root / "videos", root):
+        for ext in VIDEO_EXTS:
+            p = folder / f"{video_id}{ext}"
+            if p.is_file():
+                return str(p)
+    return None
+
+
+def _scan_official(root: Path, kp_root: Path | None) -> DatasetIndex:
+    csv_path = _find_label_csv(root)
+    skel = kp_root or root / "skeleton"
+    clips, problems = [], []
+    with open(csv_path, newline="") as fh:
+        for line_no, row in enumerate(csv.DictReader(fh), start=2):
+            try:
+                vid = row["video_id"].strip()
+                start, end = int(row["start_frame"]), int(row["end_frame"])
+                label = index_from_official_id(row["class"])
+                subject = int(row["subject_id"]) if row.get("subject_id", "").strip() else None
+            except (KeyError, ValueError, AttributeError) as e:
+                problems.append(f"{csv_path}:{line_no}: skipped row: {e}")
+                continue
+            if end < start:
+                problems.append(f"{csv_path}:{line_no}: end_frame {end} < start_frame {start}")
+                continue
+            ids = tuple(range(start, end + 1))
+            kps = tuple(str(skel / vid / f"{vid}_{f:012d}{KEYPOINTS_SUFFIX}") for f in ids)
+            video = _find_video(root, vid)
+            clips.append(ClipRecord(f"{vid}/{row.get('label_id', line_no)}", label, (), kps, subject,
+                                    video, ids, OFFICIAL_FRAME_SIZE, OFFICIAL_FPS))
+    return DatasetIndex(str(root), "official", clips, problems)
+
+
+# ----------------------------------------------------------------------------- reading
+def read_image_rgb(path: str) -> np.ndarray:
+    """Decode an image file to HxWx3 RGB uint8, or raise ValueError naming the file."""
+    img = cv2.imread(path, cv2.IMREAD_COLOR)
+    if img is None:
+        raise ValueError(f"{path}: cannot decode image (missing, empty or corrupt)")
+    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+
+
+def read_video_frames_rgb(path: str, frame_ids: list[int]) -> list[np.ndarray]:
+    cap = cv2.VideoCapture(path)
+    try:
+        out = []
+        for f in frame_ids:
+            cap.set(cv2.CAP_PROP_POS_FRAMES, f)
+            ok, img = cap.read()
+            if not ok:
+                raise ValueError(f"{path}: cannot decode frame {f}")
+            out.append(cv2.cvtColor(img, cv2.COLOR_BGR2RGB))
+        return out
+    finally:
+        cap.release()
+
+
+def image_size(path: str) -> tuple[int, int]:
+    """(w, h) from the file header, without decoding pixels."""
+    try:
+        with Image.open(path) as im:
+            return im.size
+    except (OSError, ValueError) as e:
+        raise ValueError(f"{path}: cannot read image header: {e}") from e
+
+
+class FrameCache:
+    """Disk cache of decoded, short-side-256 frames (uint8 .npy), shared by DataLoader workers.
+
+    iMiGUE frames are tiny, so JPEG decoding dominates a small model's step; the cache
+    keeps the output of ``resize_short_side`` keyed by path, size and mtime.
+    """
+
+    def __init__(self, directory: str | os.PathLike):
+        self.dir = Path(directory)
+        self.dir.mkdir(parents=True, exist_ok=True)
+
+    def _key(self, path: str) -> Path:
+        st = os.stat(path)
+        h = hashlib.sha1(f"{os.path.abspath(path)}|{st.st_size}|{st.st_mtime_ns}".encode()).hexdigest()
+        return self.dir / h[:2] / f"{h}.npy"
+
+    def get(self, path: str) -> np.ndarray:
+        key = self._key(path)
+        try:
+            return np.load(key)
+        except (OSError, ValueError):
+            pass
+        img = resize_short_side(read_image_rgb(path))
+        key.parent.mkdir(exist_ok=True)
+        tmp = key.with_name(f".{key.name}.{os.getpid()}.tmp")
+        with open(tmp, "wb") as fh:
+            np.save(fh, img)
+        os.replace(tmp, key)
+        return img
+
+
+# ----------------------------------------------------------------------------- dataset
+def clip_source_size(rec: ClipRecord) -> tuple[int, int]:
+    """(w, h) of the frames the clip's keypoints were detected on."""
+    if rec.source_size is not None:
+        return rec.source_size
+    if rec.frames:
+        return image_size(rec.frames[0])
+    raise ValueError(f"clip {rec.clip_id}: no frames to take the keypoint frame size from")
+
+
+def read_clip_keypoints(rec: ClipRecord, indices, reference_size: tuple[int, int],
+                        source_size: tuple[int, int] | None = None) -> np.ndarray:
+    """(T, 25, 3) keypoints of the chosen frames, in reference-frame pixels, missing joints zeroed.
+
+    A missing JSON or no person is an all-missing frame; a corrupt JSON is too, with a warning.
+    """
+    size = source_size or clip_source_size(rec)
+    out = []
+    for i in indices:
+        try:
+            kp, _ = read_openpose_json(rec.keypoints[i]) if rec.keypoints else (missing_skeleton(), 0)
+        except KeypointFileError as e:
+            log.warning("%s; using an all-missing skeleton for this frame", e)
+            kp = missing_skeleton()
+        out.append(rescale_keypoints(kp, size, reference_size))
+    return np.stack(out)  # (T, 25, 3)
+
+
+def fit_keypoint_stats(clips: list[ClipRecord], reference_size: tuple[int, int] = REFERENCE_SIZE,
+                       frames_per_clip: int = 8) -> KeypointStats:
+    """Keypoint mean/std over the training split (up to ``frames_per_clip`` evenly spaced frames a clip)."""
+    arrays = []
+    for rec in clips:
+        n = rec.num_frames
+        idx = np.unique(np.round(np.linspace(0, n - 1, min(n, frames_per_clip))).astype(int))
+        try:
+            arrays.append(read_clip_keypoints(rec, idx, reference_size))
+        except ValueError as e:
+            log.warning("keypoint statistics skip clip %s: %s", rec.clip_id, e)
+    return compute_stats_or_default(arrays, reference_size)
+
+
+def compute_stats_or_default(arrays: list[np.ndarray], reference_size) -> KeypointStats:
+    from .preprocess import compute_keypoint_stats
+    try:
+        return compute_keypoint_stats(arrays)
+    except ValueError:
+        log.warning("no valid joints in the training split: keypoint statistics fall back to the frame center")
+        return KeypointStats.identity(reference_size)
+
+
+def median_clip_seconds(clips: list[ClipRecord]) -> float | None:
+    """Median clip duration when the layout gives frame ranges and a frame rate (official)."""
+    secs = [len(c.frame_ids) / c.fps for c in clips if c.frame_ids and c.fps]
+    return float(np.median(secs)) if secs else None
+
+
+@dataclass(frozen=True)
+class DatasetConfig:
+    uses_rgb: bool                        # decode frames (fusion, rgb)
+    uses_skeleton: bool                   # read keypoints (fusion, skeleton)
+    train: bool                           # random sampling and crops vs deterministic
+    keypoint_stats: KeypointStats         # training-split normalisation
+    reference_size: tuple[int, int] = REFERENCE_SIZE  # skeleton reference frame (w, h)
+    num_frames: int = NUM_FRAMES          # T
+    seed: int = 0                         # augmentation seed: rng(seed, epoch, clip) makes resume exact
+    cache_dir: str | None = None          # decoded-frame cache folder, or None
+
+
+class ClipDataset(torch.utils.data.Dataset):
+    """Clip records -> {"rgb": (T,3,224,224), "skeleton": (3,T,25), "label": int}."""
+
+    def __init__(self, clips: list[ClipRecord], cfg: DatasetConfig):
+        self.clips, self.cfg, self.epoch = list(clips), cfg, 0
+        self.cache = FrameCache(cfg.cache_dir) if cfg.cache_dir else None
+        if cfg.uses_rgb:
+            no_frames = [c.clip_id for c in self.clips if not c.frames and not c.video]
+            if no_frames:
+                raise DatasetError(f"{len(no_frames)} clips have no frames or video (e.g. {no_frames[0]}); "
+                                   "the rgb and fusion modalities need them: use --modality skeleton")
+        self._sizes: dict[str, tuple[int, int]] = {}
+
+    def __len__(self) -> int:
+        return len(self.clips)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def _frames(self, rec: ClipRecord, idx) -> list[np.ndarray]:
+        if rec.frames:
+            paths = [rec.frames[i] for i in idx]
+            if self.cache is not None:
+                return [self.cache.get(p) for p in paths]
+            try:
+                return [resize_short_side(read_image_rgb(p)) for p in paths]
+            except ValueError as e:
+                raise ValueError(f"{e} (clip {rec.clip_id}); run `mgr check-data` to list every bad file") from e
+        return [resize_short_side(f) for f in read_video_frames_rgb(rec.video, [rec.frame_ids[i] for i in idx])]
+
+    def __getitem__(self, i: int) -> dict:
+        rec, cfg = self.clips[i], self.cfg
+        rng = np.random.default_rng([cfg.seed, self.epoch, i]) if cfg.train else None
+        idx = sample_frame_indices(rec.num_frames, cfg.num_frames, cfg.train, rng)
+        item = {"label": rec.label}
+        if cfg.uses_rgb:
+            rgb = [crop_and_normalize(f, cfg.train, rng) for f in self._frames(rec, idx)]
+            item["rgb"] = torch.from_numpy(np.stack(rgb))                        # (T, 3, 224, 224)
+        if cfg.uses_skeleton:
+            if rec.clip_id not in self._sizes:
+                self._sizes[rec.clip_id] = clip_source_size(rec)
+            kp = read_clip_keypoints(rec, idx, cfg.reference_size, self._sizes[rec.clip_id])
+            item["skeleton"] = torch.from_numpy(preprocess_skeleton(kp, cfg.keypoint_stats))  # (3, T, 25)
+        return item

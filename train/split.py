@@ -1,0 +1,93 @@
+"""Splits: the report's seeded 60/20/20 clip-level split, and iMiGUE's cross-subject protocol.
+
+A split is a JSON file of clip ids, saved in the run folder and reused by train,
+evaluate and export.
+"""
+from __future__ import annotations
+
+import json
+import os
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+from .data import ClipRecord
+
+SPLITS = ("random", "cross-subject")
+PARTS = ("train", "val", "test")
+
+
+def random_split(clips: list[ClipRecord], seed: int = 0, ratios=(0.6, 0.2, 0.2)) -> dict[str, list[str]]:
+    """Stratified per class. Classes with 1 clip go to train; with 2, to train and test."""
+    by_class: dict[int, list[str]] = defaultdict(list)
+    for c in clips:
+        by_class[c.label].append(c.clip_id)
+    rng = np.random.default_rng(seed)
+    out = {p: [] for p in PARTS}
+    for label in sorted(by_class):
+        ids = sorted(by_class[label])
+        rng.shuffle(ids)
+        n = len(ids)
+        n_train = max(1, int(round(ratios[0] * n)))
+        n_val = int(round(ratios[1] * n)) if n >= 3 else 0
+        n_val = min(n_val, n - n_train - (1 if n >= 2 else 0))
+        out["train"] += ids[:n_train]
+        out["val"] += ids[n_train:n_train + n_val]
+        out["test"] += ids[n_train + n_val:]
+    return {"kind": "random", "seed": seed, **{p: sorted(v) for p, v in out.items()}}
+
+
+def load_protocol(path: str | os.PathLike) -> tuple[set[int], set[int]]:
+    try:
+        d = json.loads(Path(path).read_text())
+        return set(map(int, d["train_subjects"])), set(map(int, d["test_subjects"]))
+    except (OSError, json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
+        raise ValueError(f"{path}: not a cross-subject protocol file (train_subjects, test_subjects): {e}") from e
+
+
+def cross_subject_split(clips: list[ClipRecord], protocol: str | os.PathLike, seed: int = 0,
+                        val_fraction: float = 0.1) -> dict:
+    """The official protocol: train/test by subject. Validation is carved from train subjects' clips
+    (stratified, seeded), so model selection never looks at the test subjects."""
+    train_s, test_s = load_protocol(protocol)
+    missing = [c.clip_id for c in clips if c.subject is None]
+    if missing:
+        raise ValueError(f"{len(missing)} clips have no subject id (e.g. {missing[0]}): the cross-subject split "
+                         "needs the official layout (label CSV with subject_id); use --split random")
+    train = [c for c in clips if c.subject in train_s]
+    test = sorted(c.clip_id for c in clips if c.subject in test_s)
+    inner = random_split(train, seed, (1 - val_fraction, val_fraction, 0.0))
+    return {"kind": "cross-subject", "seed": seed, "protocol": str(protocol),
+            "train": inner["train"], "val": sorted(inner["val"] + inner["test"]), "test": test,
+            "train_all": sorted(c.clip_id for c in train)}
+
+
+def save_split(split: dict, path: str | os.PathLike) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(split))
+    os.replace(tmp, path)
+    return path
+
+
+def load_split(path: str | os.PathLike) -> dict:
+    try:
+        d = json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise ValueError(f"{path}: cannot read split file: {e}") from e
+    if not all(p in d for p in PARTS):
+        raise ValueError(f"{path}: split file lacks one of {PARTS}")
+    return d
+
+
+def select(clips: list[ClipRecord], split: dict, part: str) -> list[ClipRecord]:
+    if part not in PARTS:
+        raise ValueError(f"unknown split part {part!r}; choose one of {', '.join(PARTS)}")
+    by_id = {c.clip_id: c for c in clips}
+    missing = [i for i in split[part] if i not in by_id]
+    if missing:
+        raise ValueError(f"split names {len(missing)} clips not in this dataset (e.g. {missing[0]}): "
+                         "was it made for another data folder?")
+    return [by_id[i] for i in split[part]]
