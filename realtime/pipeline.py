@@ -135,3 +135,87 @@ class FrameHistory:
         self.times.clear()
         self.rgb.clear()
         self.skeleton.clear()
+
+
+def _ms(t0: float) -> float:
+    return (time.perf_counter() - t0) * 1000.0
+
+
+class Recognizer:
+    """The step the live loop and replay run: Frame -> Prediction. Stateful; ``reset()`` for a new video.
+
+    backend: an engines backend (``encode_frames``, ``classify``, ``metadata``);
+    pose: a callable (RGB image, timestamp ms) -> (25, 3) keypoints in its pixels, or None.
+    """
+
+    def __init__(self, backend, pose, cfg: LiveConfig):
+        meta = backend.metadata
+        self.backend = backend
+        self.pose = pose
+        self.cfg = cfg
+        self.class_names = list(meta["class_names"])
+        self.num_frames = int(meta.get("num_frames", 4))
+        self.reference_size = tuple(int(v) for v in meta["reference_size"])
+        self.stats = KeypointStats.from_dict(meta["keypoint_stats"])
+        self.window_s = resolve_window(cfg.window_s, meta)
+        self.smoother = Smoother(cfg.smooth)
+        self.history = FrameHistory(self.window_s)
+        self.encoded_frames = 0   # frames through the encoder, to check "encoded once"
+
+    def step(self, frame: Frame) -> Prediction:
+        ms: dict[str, float] = {"pose": 0.0, "encode": 0.0, "head": 0.0}
+        rgb = cv2.cvtColor(frame.image, cv2.COLOR_BGR2RGB)
+        box = center_crop_box((rgb.shape[1], rgb.shape[0]), self.reference_size)
+        crop = crop_frame(rgb, box)                                  # the framing step
+        t0 = time.perf_counter()
+        kp_crop = self.pose(crop, frame.timestamp_ms)
+        ms["pose"] = _ms(t0)
+        base = dict(box=box, frame_index=frame.index, timestamp_ms=frame.timestamp_ms,
+                    captured_at=frame.captured_at, ms=ms)
+        if kp_crop is None:
+            self.smoother.reset()   # no stale labels once the person is back
+            return Prediction("no person", (), None, **base)
+        kp_frame = crop_to_frame(kp_crop, box)
+        t0 = time.perf_counter()
+        self.history.add(frame.timestamp_ms, self._rgb_entry(crop), rescale_keypoints(kp_crop, box.size, self.reference_size))
+        ms["encode"] = _ms(t0)
+        picks = select_window(self.history.times, frame.timestamp_ms, self.window_s, self.num_frames)
+        if picks is None:
+            return Prediction("warming up", (), kp_frame, **base)
+        t0 = time.perf_counter()
+        probs = self._classify(picks)
+        ms["head"] = _ms(t0)
+        top = top_k(self.smoother(probs), self.class_names, self.cfg.top_k)
+        status = "ok" if top[0][1] >= self.cfg.threshold else "uncertain"
+        return Prediction(status, top, kp_frame, **base)
+
+    def _rgb_entry(self, crop: np.ndarray) -> np.ndarray | None:
+        """What the history keeps for the RGB stream: the frame's feature (cached) or its input (naive)."""
+        if not self.backend.uses_rgb:
+            return None
+        x = preprocess_rgb_frame(crop)                               # (3, 224, 224)
+        if not self.cfg.cache_features:
+            return x
+        self.encoded_frames += 1
+        return np.asarray(self.backend.encode_frames(x[None]))[0]    # (512,)
+
+    def _classify(self, picks: list[int]) -> np.ndarray:
+        feats = None
+        if self.backend.uses_rgb:
+            rows = np.stack([self.history.rgb[i] for i in picks])
+            if not self.cfg.cache_features:                          # naive: re-encode all T frames
+                self.encoded_frames += len(picks)
+                rows = np.asarray(self.backend.encode_frames(rows))  # (T, 512)
+            feats = rows[None].astype(np.float32)                    # (1, T, 512)
+        skel = None
+        if self.backend.uses_skeleton:
+            kp = np.stack([self.history.skeleton[i] for i in picks])  # (T, 25, 3)
+            skel = preprocess_skeleton(kp, self.stats)[None]          # (1, 3, T, 25)
+        logits = np.asarray(self.backend.classify(feats, skel))       # (1, num_classes)
+        return softmax(logits[0])
+
+    def reset(self) -> None:
+        self.history.reset()
+        self.smoother.reset()
+        if hasattr(self.pose, "reset"):
+            self.pose.reset()

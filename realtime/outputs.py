@@ -1,0 +1,75 @@
+"""Outputs of the loop: the annotated video and the JSONL log of inference steps.
+
+The JSONL file is flushed after every line, so an interrupted run leaves whole lines. The
+video writer is released in ``close()``, which the loop calls in ``finally``, so Ctrl-C
+leaves a playable file.
+"""
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from .pipeline import Prediction
+
+log = logging.getLogger(__name__)
+
+JSONL_KEYS = ("frame", "t", "status", "person", "top5")  # plus "ms" where timings are logged
+
+
+def prediction_record(pred: Prediction, ms: dict | None = None, digits: int = 5) -> dict:
+    """One JSONL line. ``ms`` (stage timings) is left out where output must be reproducible."""
+    rec = {
+        "frame": int(pred.frame_index),
+        "t": round(float(pred.timestamp_ms) / 1000.0, 4),
+        "status": pred.status,
+        "person": pred.keypoints is not None,
+        "top5": [{"name": n, "p": round(p, digits)} for n, p in pred.top],
+    }
+    if ms is not None:
+        rec["ms"] = {k: round(float(v), 2) for k, v in ms.items()}
+    return rec
+
+
+class JsonlSink:
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._fh = open(self.path, "w", encoding="utf-8")
+        self.lines = 0
+
+    def write(self, record: dict) -> None:
+        self._fh.write(json.dumps(record, separators=(",", ":")) + "\n")
+        self._fh.flush()
+        self.lines += 1
+
+    def close(self) -> None:
+        if not self._fh.closed:
+            self._fh.close()
+
+
+class VideoSink:
+    """mp4 (MPEG-4 part 2, what every OpenCV wheel can write) at the source's fps and size."""
+
+    def __init__(self, path: str | Path, fps: float, size: tuple[int, int]):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.fps, self.size = float(fps), tuple(size)
+        self._writer = cv2.VideoWriter(str(self.path), cv2.VideoWriter_fourcc(*"mp4v"), self.fps, self.size)
+        if not self._writer.isOpened():
+            raise ValueError(f"{self.path}: cannot write a video here (use a .mp4 path in a writable folder)")
+        self.frames = 0
+
+    def write(self, image: np.ndarray) -> None:
+        if (image.shape[1], image.shape[0]) != self.size:
+            image = cv2.resize(image, self.size)
+        self._writer.write(image)
+        self.frames += 1
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.release()
+            self._writer = None

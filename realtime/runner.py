@@ -1,0 +1,276 @@
+"""The two drivers of the loop: replay (every frame, deterministic) and live (display decoupled).
+
+Replay reads a file frame by frame and runs an inference step on every frame (or at
+``inference_fps`` of file time), so the same input and artifact give the same JSONL.
+Live reads the newest frame, draws it at once with the latest result, and hands frames
+to an inference thread at most ``inference_fps`` times a second: a slow step delays the
+labels, never the picture.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from .outputs import JsonlSink, VideoSink, prediction_record
+from .overlay import STAGES, OverlayInfo, render
+from .pipeline import LiveConfig, Prediction, Recognizer
+from .sources import Frame, LiveSource
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    frames: int                    # frames read and drawn
+    steps: int                     # inference steps
+    steps_with_person: int         # steps that found a person
+    dropped: int                   # frames the source dropped (newer frame arrived first)
+    elapsed_s: float               # wall time of the run
+    display_fps: float             # frames / elapsed
+    inference_fps: float           # steps / elapsed
+    stage_ms: dict                 # stage -> {"p50", "p95", "mean"} over the run
+    latency_ms: dict               # frame capture -> labels drawn: {"p50", "p95"} (empty if none)
+    encoded_frames: int            # frames through the frame encoder
+    end_reason: str                # why the run ended
+    interrupted: bool              # Ctrl-C or q/Esc
+
+    def to_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+def percentiles(values: list[float]) -> dict:
+    if not values:
+        return {}
+    a = np.asarray(values, dtype=np.float64)
+    return {"p50": float(np.percentile(a, 50)), "p95": float(np.percentile(a, 95)), "mean": float(a.mean())}
+
+
+class RateMeter:
+    """Events per second over the last ``horizon_s`` seconds."""
+
+    def __init__(self, horizon_s: float = 2.0):
+        self.horizon_s = horizon_s
+        self._times: deque = deque()
+
+    def tick(self, now: float | None = None) -> None:
+        now = time.perf_counter() if now is None else now
+        self._times.append(now)
+        while self._times and now - self._times[0] > self.horizon_s:
+            self._times.popleft()
+
+    @property
+    def rate(self) -> float:
+        if len(self._times) < 2:
+            return 0.0
+        span = self._times[-1] - self._times[0]
+        return (len(self._times) - 1) / span if span > 0 else 0.0
+
+
+@dataclass
+class _Tally:
+    """Mutable counters of one run (private to the drivers)."""
+    started: float = field(default_factory=time.perf_counter)
+    frames: int = 0
+    steps: int = 0
+    with_person: int = 0
+    stage_ms: dict = field(default_factory=lambda: {k: [] for k in STAGES})
+    latency_ms: list = field(default_factory=list)
+    display: RateMeter = field(default_factory=RateMeter)
+    inference: RateMeter = field(default_factory=RateMeter)
+    last_ms: dict = field(default_factory=dict)
+
+    def add_step(self, pred: Prediction) -> None:
+        self.steps += 1
+        self.with_person += pred.keypoints is not None
+        self.inference.tick()
+        for k, v in pred.ms.items():
+            self.stage_ms[k].append(v)
+            self.last_ms[k] = v
+
+    def add_frame(self, capture_ms: float, draw_ms: float) -> None:
+        self.frames += 1
+        self.display.tick()
+        for k, v in (("capture", capture_ms), ("draw", draw_ms)):
+            self.stage_ms[k].append(v)
+            self.last_ms[k] = v
+
+    def summary(self, recognizer: Recognizer, dropped: int, end_reason: str, interrupted: bool) -> RunSummary:
+        elapsed = max(time.perf_counter() - self.started, 1e-9)
+        return RunSummary(self.frames, self.steps, self.with_person, dropped, elapsed, self.frames / elapsed,
+                          self.steps / elapsed, {k: percentiles(v) for k, v in self.stage_ms.items()},
+                          percentiles(self.latency_ms), recognizer.encoded_frames, end_reason, interrupted)
+
+
+@dataclass
+class Outputs:
+    video: VideoSink | None = None      # annotated video
+    jsonl: JsonlSink | None = None      # one line per inference step
+    log_timings: bool = True            # put stage ms in the JSONL (replay: off, for reproducible files)
+
+    def close(self) -> None:
+        for sink in (self.video, self.jsonl):
+            if sink is not None:
+                sink.close()
+
+
+def _draw(frame: Frame, pred: Prediction | None, tally: _Tally, dropped: int, mirror: bool) -> tuple[np.ndarray, float]:
+    t0 = time.perf_counter()
+    info = OverlayInfo(tally.display.rate, tally.inference.rate, dropped, dict(tally.last_ms))
+    image = render(frame.image, pred, info, mirror)
+    return image, (time.perf_counter() - t0) * 1000.0
+
+
+def _log_step(outputs: Outputs, pred: Prediction, tally: _Tally) -> None:
+    if outputs.jsonl is not None:
+        ms = {k: tally.last_ms.get(k, 0.0) for k in STAGES} if outputs.log_timings else None
+        outputs.jsonl.write(prediction_record(pred, ms))
+
+
+def run_replay(source, recognizer: Recognizer, cfg: LiveConfig, outputs: Outputs,
+               on_frame: Callable[[int], None] | None = None, stop: threading.Event | None = None) -> RunSummary:
+    """Every frame of a file through the loop; inference on every frame or at ``inference_fps`` of file time."""
+    tally, pred, next_due, interrupted = _Tally(), None, None, False
+    period_ms = 1000.0 / cfg.inference_fps if cfg.inference_fps else 0.0
+    try:
+        while stop is None or not stop.is_set():
+            t0 = time.perf_counter()
+            frame = source.read()
+            capture_ms = (time.perf_counter() - t0) * 1000.0
+            if frame is None:
+                break
+            new = next_due is None or frame.timestamp_ms >= next_due - 1e-6
+            if new:
+                pred = recognizer.step(frame)
+                next_due = frame.timestamp_ms + period_ms
+                tally.add_step(pred)
+            image, draw_ms = _draw(frame, pred, tally, source.dropped, cfg.mirror)
+            tally.add_frame(capture_ms, draw_ms)
+            if new:
+                _log_step(outputs, pred, tally)
+            if outputs.video is not None:
+                outputs.video.write(image)
+            if on_frame is not None:
+                on_frame(frame.index)
+        interrupted = stop is not None and stop.is_set()
+    except KeyboardInterrupt:
+        interrupted = True
+    finally:
+        outputs.close()
+    reason = "interrupted" if interrupted else (source.end_reason or "end of input")
+    return tally.summary(recognizer, source.dropped, reason, interrupted)
+
+
+class InferenceWorker:
+    """Runs ``recognizer.step`` in a thread on the newest offered frame, at most ``fps`` times a second."""
+
+    def __init__(self, recognizer: Recognizer, fps: float | None):
+        self.recognizer = recognizer
+        self.period_s = 1.0 / fps if fps else 0.0
+        self._cond = threading.Condition()
+        self._pending: Frame | None = None
+        self._busy = False
+        self._last_offer = -float("inf")
+        self._result: Prediction | None = None
+        self._seq = 0
+        self._error: BaseException | None = None
+        self._stop = False
+        self._thread = threading.Thread(target=self._run, name="inference", daemon=True)
+        self._thread.start()
+
+    def offer(self, frame: Frame) -> bool:
+        """Hand a frame over if the worker is idle and a step is due. Never blocks."""
+        now = time.perf_counter()
+        with self._cond:
+            if self._busy or self._pending is not None or now - self._last_offer < self.period_s:
+                return False
+            self._pending, self._last_offer = frame, now
+            self._cond.notify_all()
+            return True
+
+    def latest(self) -> tuple[Prediction | None, int]:
+        """The newest result and its sequence number (changes once per finished step)."""
+        with self._cond:
+            if self._error is not None:
+                raise RuntimeError(f"inference step failed: {self._error}") from self._error
+            return self._result, self._seq
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while self._pending is None and not self._stop:
+                    self._cond.wait()
+                if self._stop:
+                    return
+                frame, self._pending, self._busy = self._pending, None, True
+            try:
+                pred = self.recognizer.step(frame)
+            except Exception as e:  # noqa: BLE001 - handed to the main thread by latest()
+                with self._cond:
+                    self._error, self._busy = e, False
+                return
+            with self._cond:
+                self._result, self._seq, self._busy = pred, self._seq + 1, False
+
+    def close(self) -> None:
+        with self._cond:
+            self._stop = True
+            self._cond.notify_all()
+        self._thread.join(timeout=10.0)
+
+
+def _pace(frame: Frame, start: float, first_ts: float) -> None:
+    """Play a file at its own rate in live mode (a camera paces itself)."""
+    delay = (frame.timestamp_ms - first_ts) / 1000.0 - (time.perf_counter() - start)
+    if delay > 0:
+        time.sleep(delay)
+
+
+def run_live(source, recognizer: Recognizer, cfg: LiveConfig, outputs: Outputs,
+             show: Callable[[np.ndarray], bool] | None = None, max_seconds: float | None = None,
+             stop: threading.Event | None = None) -> RunSummary:
+    """The live loop. ``show`` displays a frame and returns False to quit (q/Esc); None is headless."""
+    tally, worker, seen, interrupted = _Tally(), InferenceWorker(recognizer, cfg.inference_fps), 0, False
+    paced = not isinstance(source, LiveSource)
+    first_ts, reason = None, None
+    try:
+        while stop is None or not stop.is_set():
+            if max_seconds is not None and time.perf_counter() - tally.started >= max_seconds:
+                reason = f"ran the requested {max_seconds:g} s"
+                break
+            t0 = time.perf_counter()
+            frame = source.read()
+            capture_ms = (time.perf_counter() - t0) * 1000.0
+            if frame is None:
+                break
+            if paced:
+                first_ts = frame.timestamp_ms if first_ts is None else first_ts
+                _pace(frame, tally.started, first_ts)
+            worker.offer(frame)
+            pred, seq = worker.latest()
+            image, draw_ms = _draw(frame, pred, tally, source.dropped, cfg.mirror)
+            tally.add_frame(capture_ms, draw_ms)
+            if seq != seen and pred is not None:
+                seen = seq
+                tally.add_step(pred)
+                tally.latency_ms.append((time.perf_counter() - pred.captured_at) * 1000.0)
+                _log_step(outputs, pred, tally)
+            if outputs.video is not None:
+                outputs.video.write(image)
+            if show is not None and not show(image):
+                interrupted, reason = True, "quit by the user"
+                break
+        if stop is not None and stop.is_set():
+            interrupted, reason = True, "stopped"
+    except KeyboardInterrupt:
+        interrupted, reason = True, "interrupted (Ctrl-C)"
+    finally:
+        worker.close()
+        outputs.close()
+    reason = reason or source.end_reason or "end of input"
+    return tally.summary(recognizer, source.dropped, reason, interrupted)

@@ -1,0 +1,50 @@
+"""`mgr bench train`: training throughput (clips/s) per modality, with and without the frame cache."""
+from __future__ import annotations
+
+import os
+import platform
+import shutil
+import tempfile
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+
+from .fit import TrainConfig, fit
+
+
+def bench_train(data: str, modalities: list[str], steps: int, batch_size: int, workers: int,
+                epochs: int = 3, seed: int = 0) -> list[dict]:
+    """Median clips/s over epochs 2..N of short runs (epoch 1 warms caches and allocators)."""
+    results = []
+    base = TrainConfig(epochs=epochs, batch_size=batch_size, workers=workers, seed=seed, allow_download=False,
+                       max_steps_per_epoch=steps, device="cpu" if not torch.cuda.is_available() else "auto")
+    for modality in modalities:
+        for cached in ((False, True) if modality != "skeleton" else (False,)):
+            tmp = Path(tempfile.mkdtemp(prefix="mgr-bench-"))
+            try:
+                cfg = replace(base, modality=modality, cache_dir=str(tmp / "cache") if cached else None)
+                rows = []
+                fit(data, tmp / "run", cfg, callback=lambda k, d: rows.append(d) if k == "epoch" else None)
+                speeds = sorted(r["train_clips_per_s"] for r in rows[1:]) or [rows[0]["train_clips_per_s"]]
+                results.append({"modality": modality, "frame_cache": cached,
+                                "clips_per_s_median": speeds[len(speeds) // 2],
+                                "clips_per_s_all": [r["train_clips_per_s"] for r in rows],
+                                "steps_per_epoch": steps, "batch_size": batch_size, "workers": workers})
+            finally:
+                shutil.rmtree(tmp, ignore_errors=True)
+    return results
+
+
+def machine_info() -> dict:
+    cpu = platform.processor()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {"cpu": cpu, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+            "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+            "torch": torch.__version__, "python": platform.python_version()}

@@ -1,0 +1,59 @@
+"""`mgr check-data`: what a dataset folder holds and what is wrong with it, without crashing."""
+from __future__ import annotations
+
+import os
+from collections import Counter
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .data import DatasetIndex, image_size, read_image_rgb, scan_dataset
+from .keypoints_io import KeypointFileError, read_openpose_json
+
+
+@dataclass
+class DataReport:
+    root: str
+    layout: str
+    clips_per_class: Counter
+    frames_per_clip: list[int]
+    problems: list[str] = field(default_factory=list)         # layout-level: names, empty classes
+    unreadable_images: list[str] = field(default_factory=list)
+    missing_keypoints: int = 0                                 # frames without a JSON
+    corrupt_keypoints: list[str] = field(default_factory=list)
+    frames_without_person: int = 0
+    frames_checked: int = 0
+
+    def frame_stats(self) -> dict:
+        f = np.asarray(self.frames_per_clip or [0])
+        return {"min": int(f.min()), "median": float(np.median(f)), "max": int(f.max())}
+
+
+def check_dataset(root: str, keypoints_root: str | None = None, decode_images: bool = False,
+                  progress=None) -> DataReport:
+    """Scan every clip: images (header, or full decode with ``decode_images``) and keypoint JSON."""
+    index: DatasetIndex = scan_dataset(root, keypoints_root)
+    rep = DataReport(index.root, index.layout, index.class_counts(), [c.num_frames for c in index.clips],
+                     list(index.problems))
+    for i, clip in enumerate(index.clips):
+        for path in clip.frames:
+            try:
+                if decode_images:
+                    read_image_rgb(path)
+                else:
+                    image_size(path)
+            except ValueError as e:
+                rep.unreadable_images.append(str(e))
+        for path in clip.keypoints:
+            rep.frames_checked += 1
+            try:
+                kp, people = read_openpose_json(path)
+            except KeypointFileError as e:
+                rep.corrupt_keypoints.append(str(e))
+                continue
+            if people == 0:
+                rep.missing_keypoints += not os.path.exists(path)
+                rep.frames_without_person += 1
+        if progress:
+            progress(i + 1, len(index.clips))
+    return rep

@@ -1,0 +1,235 @@
+"""Commands of mgr.train: synth, check-data, train, evaluate, report, bench train."""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, fields
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+console = Console()
+
+
+def _progress() -> Progress:
+    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                    TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn(), console=console)
+
+
+def _fail(msg: str) -> None:
+    console.print(f"[red]error:[/red] {msg}")
+    raise typer.Exit(2)
+
+
+def synth(out: Path = typer.Argument(..., help="Folder to write the synthetic dataset into."),
+          clips: int = typer.Option(320, help="Number of clips (spread over the 32 classes)."),
+          seed: int = typer.Option(0, help="Random seed."),
+          max_frames: int = typer.Option(12, help="Longest clip, in frames.")) -> None:
+    """Generate synthetic iMiGUE (layout 1 + OpenPose JSON). It is NOT real data."""
+    from .synth import SynthConfig, generate
+    with _progress() as p:
+        task = p.add_task("synth", total=clips, info="")
+        generate(out, SynthConfig(clips=clips, seed=seed, max_frames=max_frames),
+                 progress=lambda d, t: p.update(task, completed=d))
+    console.print(f"wrote {clips} [yellow]synthetic[/yellow] clips to {out} (see {out}/README.md)")
+
+
+def check_data(path: Path = typer.Argument(..., help="Dataset folder (any supported layout)."),
+               keypoints: Optional[Path] = typer.Option(None, help="Parallel keypoint tree."),
+               decode: bool = typer.Option(False, help="Decode every image fully (slower, finds more)."),
+               show: int = typer.Option(10, help="How many problem lines to print per kind.")) -> None:
+    """Report layout, clips per class, frames per clip and every missing or corrupt file."""
+    from .checkdata import check_dataset
+    from .classes import imigue_classes
+    from .data import DatasetError
+    try:
+        with _progress() as p:
+            task = p.add_task("check", total=None, info="")
+            rep = check_dataset(str(path), str(keypoints) if keypoints else None, decode,
+                                progress=lambda d, t: p.update(task, completed=d, total=t))
+    except DatasetError as e:
+        _fail(str(e))
+    t = Table(title=f"{path}: layout {rep.layout}, {sum(rep.clips_per_class.values())} clips")
+    for col in ("id", "class", "clips"):
+        t.add_column(col)
+    for c in imigue_classes():
+        n = rep.clips_per_class.get(c.index, 0)
+        t.add_row(str(c.id), c.name, str(n) if n else "[red]0[/red]")
+    console.print(t)
+    fs = rep.frame_stats()
+    s = Table(title="health")
+    s.add_column("check")
+    s.add_column("result")
+    s.add_row("frames per clip (min / median / max)", f"{fs['min']} / {fs['median']:.0f} / {fs['max']}")
+    s.add_row("layout problems", str(len(rep.problems)))
+    s.add_row("unreadable images", str(len(rep.unreadable_images)))
+    s.add_row("keypoint files checked", str(rep.frames_checked))
+    s.add_row("keypoint files missing", str(rep.missing_keypoints))
+    s.add_row("keypoint files corrupt", str(len(rep.corrupt_keypoints)))
+    s.add_row("frames without a person (incl. missing)", str(rep.frames_without_person))
+    console.print(s)
+    for title, lines in (("layout", rep.problems), ("images", rep.unreadable_images), ("keypoints", rep.corrupt_keypoints)):
+        for line in lines[:show]:
+            console.print(f"[yellow]{title}:[/yellow] {line}")
+        if len(lines) > show:
+            console.print(f"[yellow]{title}:[/yellow] ... and {len(lines) - show} more")
+
+
+def _train_callback(p: Progress, state: dict):
+    def cb(kind: str, d: dict) -> None:
+        if kind == "info":
+            color = "red" if "RANDOM" in d["weights"] else "green"
+            p.console.print(f"layout {d['layout']}: {d['train_clips']} train / {d['val_clips']} val clips; "
+                            f"RGB weights: [{color}]{d['weights']}[/{color}]")
+            for line in d["problems"][:5]:
+                p.console.print(f"[yellow]data:[/yellow] {line}")
+        elif kind == "step":
+            if state.get("epoch") != d["epoch"]:
+                state["epoch"] = d["epoch"]
+                state["task"] = p.add_task(f"epoch {d['epoch'] + 1}", total=d["steps"], info="")
+            p.update(state["task"], completed=d["step"],
+                     info=f"loss {d['loss']:.3f}  {d['clips_per_s']:.1f} clips/s")
+        elif kind == "epoch":
+            val = f"val top-1 {100 * d['val_top1']:.1f}%  top-5 {100 * d['val_top5']:.1f}%" if "val_top1" in d else "no val clips"
+            p.console.print(f"epoch {d['epoch'] + 1}: train loss {d['train_loss']:.3f}  "
+                            f"top-1 {100 * d['train_top1']:.1f}%  {val}  ({d['train_clips_per_s']:.1f} clips/s)")
+    return cb
+
+
+def train(data: Optional[Path] = typer.Argument(None, help="Dataset folder (not needed with --resume)."),
+          out: Optional[Path] = typer.Option(None, help="Run folder (default runs/<modality>)."),
+          modality: str = typer.Option("fusion", help="fusion | rgb | skeleton."),
+          epochs: int = typer.Option(20), batch_size: int = typer.Option(16, help="Clips per step (per process)."),
+          lr: float = typer.Option(3e-4), weight_decay: float = typer.Option(5e-4),
+          label_smoothing: float = typer.Option(0.0), class_weights: bool = typer.Option(False, help="Inverse-frequency loss weights."),
+          balanced_sampler: bool = typer.Option(False, help="Sample clips inversely to class frequency."),
+          amp: bool = typer.Option(False, help="Mixed precision (CUDA)."), workers: int = typer.Option(2),
+          seed: int = typer.Option(0), split: str = typer.Option("random", help="random | cross-subject."),
+          protocol: Optional[Path] = typer.Option(None, help="Cross-subject protocol JSON."),
+          split_file: Optional[Path] = typer.Option(None, help="Reuse a saved split.json."),
+          keypoints: Optional[Path] = typer.Option(None, help="Parallel OpenPose keypoint tree."),
+          pretrained: Optional[Path] = typer.Option(None, help="torchvision resnet18 ImageNet state_dict."),
+          download: bool = typer.Option(True, help="Try torchvision's ImageNet download without --pretrained."),
+          freeze_backbone: bool = typer.Option(False, help="Keep the ResNet18 encoder fixed."),
+          cache_frames: Optional[Path] = typer.Option(None, help="Cache decoded, resized frames here."),
+          device: str = typer.Option("auto", help="auto | cpu | cuda."),
+          resume: Optional[Path] = typer.Option(None, help="Continue the interrupted run in this folder.")) -> None:
+    """Train the fusion model or an ablation (reference report defaults). Works under torchrun."""
+    from .fit import TrainConfig, fit
+    from .registry import record_model
+    if resume is not None:
+        cfg_file = resume / "train_config.json"
+        if not cfg_file.exists():
+            _fail(f"{resume}: nothing to resume (no train_config.json)")
+        saved = json.loads(cfg_file.read_text())
+        data, keypoints = Path(saved.pop("data")), saved.pop("keypoints", None)
+        names = {f.name for f in fields(TrainConfig)}
+        saved["reference_size"] = tuple(saved["reference_size"])
+        cfg, out = TrainConfig(**{k: v for k, v in saved.items() if k in names}), resume
+    else:
+        if data is None:
+            _fail("give a dataset folder, or --resume RUN/")
+        cfg = TrainConfig(modality=modality, epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
+                          label_smoothing=label_smoothing, class_weights=class_weights,
+                          balanced_sampler=balanced_sampler, amp=amp, workers=workers, seed=seed, split=split,
+                          protocol=str(protocol) if protocol else None, pretrained=str(pretrained) if pretrained else None,
+                          allow_download=download, freeze_backbone=freeze_backbone,
+                          cache_dir=str(cache_frames) if cache_frames else None, device=device)
+        out = out or Path("runs") / modality
+    try:
+        with _progress() as p:
+            result = fit(str(data), out, cfg, str(keypoints) if keypoints else None, resume=resume is not None,
+                         split_file=str(split_file) if split_file else None, callback=_train_callback(p, {}))
+    except KeyboardInterrupt:
+        console.print(f"[yellow]interrupted.[/yellow] The last finished epoch is in {out}/last.pt; "
+                      f"continue with: mgr train --resume {out}")
+        raise typer.Exit(130)
+    except ValueError as e:
+        _fail(str(e))
+    record_model(Path(out) / "best.pt", "train")
+    console.print(f"best val top-1 {100 * result['best_val_top1']:.1f}% at epoch {result['best_epoch'] + 1}; "
+                  f"checkpoints in {out} (best.pt, last.pt). Next: mgr evaluate {out}/best.pt {data}")
+
+
+def evaluate(checkpoint: Path = typer.Argument(..., help="A checkpoint (.pt), e.g. RUN/best.pt."),
+             data: Path = typer.Argument(..., help="Dataset folder."),
+             split: str = typer.Option("test", help="train | val | test | all."),
+             split_file: Optional[Path] = typer.Option(None, help="Split file (default: split.json beside the checkpoint)."),
+             keypoints: Optional[Path] = typer.Option(None), out: Optional[Path] = typer.Option(None, help="Output folder."),
+             workers: int = typer.Option(2), device: str = typer.Option("cpu")) -> None:
+    """Top-1, top-5, mean per-class accuracy, per-class table, confusion matrix PNG and JSON."""
+    from .checkpoint import CheckpointError
+    from .run_eval import evaluate_checkpoint
+    try:
+        m = evaluate_checkpoint(str(checkpoint), str(data), split, str(out) if out else None,
+                                str(keypoints) if keypoints else None, str(split_file) if split_file else None,
+                                workers=workers, device=device)
+    except (CheckpointError, ValueError) as e:
+        _fail(str(e))
+    t = Table(title=f"{m['modality']} on {split}: {m['clips']} clips")
+    for col in ("id", "class", "support", "accuracy"):
+        t.add_column(col)
+    for c in sorted(m["per_class"], key=lambda c: -c["support"]):
+        t.add_row(str(c["index"] + 1), c["name"], str(c["support"]),
+                  f"{100 * c['accuracy']:.1f}%" if c["accuracy"] is not None else "[dim]no samples[/dim]")
+    console.print(t)
+    pct = lambda v: f"{100 * v:.2f}%" if v is not None else "n/a"  # noqa: E731
+    console.print(f"top-1 {pct(m['top1'])}  top-5 {pct(m['top5'])}  mean class accuracy {pct(m['mean_class_accuracy'])}"
+                  f"  (split: {m['split_source']})")
+    console.print(f"wrote {(out or checkpoint.parent)}/eval_{split}.json and confusion_{split}.png")
+
+
+def report(runs: list[Path] = typer.Argument(..., help="Run folders, e.g. runs/rgb runs/skeleton runs/fusion."),
+           out: Path = typer.Option(Path("report"), help="Output folder.")) -> None:
+    """Table 1 (markdown) and accuracy/loss curves (train dashed, val solid) for your runs."""
+    from .report import plot_curves, read_run, table1_markdown, table1_rows
+    try:
+        loaded = [read_run(r) for r in runs]
+    except ValueError as e:
+        _fail(str(e))
+    md = table1_markdown(table1_rows(loaded))
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "table1.md").write_text(md)
+    plots = plot_curves(loaded, out)
+    console.print(md)
+    console.print(f"wrote {out}/table1.md, " + ", ".join(str(p) for p in plots))
+
+
+def bench_train(data: Optional[Path] = typer.Argument(None, help="Dataset (default: a fresh synthetic set)."),
+                modality: list[str] = typer.Option(["skeleton", "rgb", "fusion"], help="Modalities to time."),
+                steps: int = typer.Option(8, help="Steps per epoch."), batch_size: int = typer.Option(8),
+                workers: int = typer.Option(2), epochs: int = typer.Option(3),
+                json_out: Optional[Path] = typer.Option(None, "--json", help="Write results here.")) -> None:
+    """Training throughput in clips/s per modality, with and without the decoded-frame cache."""
+    import tempfile
+    from .bench import bench_train as run, machine_info
+    from .synth import SynthConfig, generate
+    tmp = None
+    if data is None:
+        tmp = Path(tempfile.mkdtemp(prefix="mgr-bench-data-"))
+        data = generate(tmp / "synth", SynthConfig(clips=max(96, 2 * steps * batch_size)))
+    res = run(str(data), modality, steps, batch_size, workers, epochs)
+    t = Table(title=f"training throughput ({machine_info()['cpu']}, {machine_info()['torch_threads']} threads)")
+    for col in ("modality", "frame cache", "clips/s (median)", "per epoch"):
+        t.add_column(col)
+    for r in res:
+        t.add_row(r["modality"], "yes" if r["frame_cache"] else "no", f"{r['clips_per_s_median']:.1f}",
+                  " ".join(f"{v:.1f}" for v in r["clips_per_s_all"]))
+    console.print(t)
+    if json_out:
+        json_out.write_text(json.dumps({"machine": machine_info(), "results": res}, indent=2))
+    if tmp:
+        import shutil
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def register(app: typer.Typer, bench_app: typer.Typer) -> None:
+    app.command()(synth)
+    app.command("check-data")(check_data)
+    app.command()(train)
+    app.command()(evaluate)
+    app.command()(report)
+    bench_app.command("train")(bench_train)

@@ -1,0 +1,51 @@
+"""Evaluate a checkpoint on a split of a dataset, with the split file its run saved."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader
+
+from .checkpoint import load_model
+from .data import ClipDataset, DatasetConfig, scan_dataset
+from .evaluate import compute_metrics, plot_confusion, predict_loader, write_json
+from .preprocess import KeypointStats
+from .split import load_split, random_split, select
+
+
+def evaluate_checkpoint(checkpoint: str, data_root: str, part: str = "test", out: str | None = None,
+                        keypoints_root: str | None = None, split_file: str | None = None,
+                        batch_size: int = 16, workers: int = 2, device: str = "cpu") -> dict:
+    """Top-1/top-5/mean class accuracy, per-class table and confusion matrix of ``part``.
+
+    The split comes from ``split_file``, else ``split.json`` beside the checkpoint, else a
+    fresh seeded random split (said so in the result). Writes eval_<part>.json and
+    confusion_<part>.png into ``out`` (default: the checkpoint's folder).
+    """
+    model, meta = load_model(checkpoint)
+    dev = torch.device(device)
+    model.to(dev)
+    index = scan_dataset(data_root, keypoints_root)
+    sf = Path(split_file) if split_file else Path(checkpoint).parent / "split.json"
+    if part == "all":
+        clips, split_source = index.clips, "all clips"
+    else:
+        split = load_split(sf) if sf.exists() else random_split(index.clips, int(meta["train_config"].get("seed", 0)))
+        split_source = str(sf) if sf.exists() else "new random split (no split.json found)"
+        clips = select(index.clips, split, part)
+    stats = KeypointStats.from_dict(meta["keypoint_stats"])
+    ds = ClipDataset(clips, DatasetConfig(model.uses_rgb, model.uses_skeleton, False, stats,
+                                          tuple(meta["reference_size"]), num_frames=int(meta["num_frames"])))
+    loader = DataLoader(ds, batch_size=batch_size, num_workers=workers)
+    t0 = time.perf_counter()
+    logits, labels, loss = predict_loader(model, loader, dev)
+    metrics = compute_metrics(logits, labels, meta["class_names"])
+    metrics.update({"loss": loss, "part": part, "split_source": split_source, "checkpoint": str(checkpoint),
+                    "modality": meta["modality"], "eval_seconds": time.perf_counter() - t0,
+                    "data": str(data_root)})
+    out_dir = Path(out) if out else Path(checkpoint).parent
+    write_json(metrics, out_dir / f"eval_{part}.json")
+    plot_confusion(metrics, meta["class_names"], out_dir / f"confusion_{part}.png",
+                   f"{meta['modality']} on {part} ({metrics['clips']} clips)")
+    return metrics
