@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -119,3 +120,22 @@ def check_out_folder(out: str | os.PathLike) -> Path:
     if not folder.is_dir():
         raise ValueError(f"output folder {folder} does not exist; create it first or choose another --out")
     return folder
+
+
+def export_onnx(checkpoint: str | os.PathLike, out: str | os.PathLike, cfg: OnnxExportConfig = OnnxExportConfig(),
+                precision: str = "fp32", calib=None) -> ArtifactSet:
+    """``mgr export-onnx``: FP32, FP16 (ModelOpt AutoCast) or INT8 (static QDQ, ``calib``) graph set."""
+    from .precision import check_precision
+    check_precision(precision)
+    check_out_folder(out)
+    if precision == "int8" and calib is None:
+        raise ValueError("--int8 needs calibration clips: --calib DATA (a dataset folder or an .npz of arrays)")
+    if precision == "fp32":
+        return export_checkpoint(checkpoint, out, cfg)
+    with tempfile.TemporaryDirectory(prefix="mgr-export-") as tmp:
+        fp32 = export_checkpoint(checkpoint, Path(tmp) / "model.onnx", cfg)
+        if precision == "fp16":
+            from .precision import convert_set_fp16
+            return convert_set_fp16(fp32, out)
+        from .quantize import QuantConfig, quantize_set
+        return quantize_set(fp32, out, calib, QuantConfig(target="cpu"))

@@ -34,6 +34,9 @@ CalibrationData = Callable[[], Iterable[Batch]]
 TARGETS = ("cpu", "tensorrt")
 CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
 QUANTIZED_ROLES = ("encoder", "clip")
+# ops given QDQ pairs; BatchNormalization (ST-GCN's data_bn and tcn) stays FP32: its rank-1
+# weights have no per-channel axis, and onnxruntime only folds BN into a preceding Conv
+OP_TYPES = ("Conv", "Gemm", "MatMul", "Add", "MaxPool", "Relu")
 
 
 @dataclass(frozen=True)
@@ -109,7 +112,7 @@ def quantize_graph(src: Path, dst: Path, data: CalibrationData, cfg: QuantConfig
                     _reader(calibration_feeds(info.role, info.inputs, data, cfg.max_samples)),
                     quant_format=QuantFormat.QDQ, per_channel=cfg.per_channel,
                     activation_type=QuantType.QInt8 if tensorrt else QuantType.QUInt8,
-                    weight_type=QuantType.QInt8, calibrate_method=method,
+                    weight_type=QuantType.QInt8, calibrate_method=method, op_types_to_quantize=list(OP_TYPES),
                     extra_options={"ActivationSymmetric": tensorrt, "WeightSymmetric": True})
     prepared.unlink(missing_ok=True)
 

@@ -48,6 +48,8 @@ def mediapipe_to_body25(landmarks: np.ndarray, width: int, height: int) -> np.nd
     Returns (25, 3) float32 of x, y in pixels and confidence (= visibility). A midpoint
     joint takes the mean position and the smaller confidence; joints without counterpart
     and joints below the training confidence threshold (0.1) are all zeros, as in OpenPose.
+    Joints MediaPipe extrapolates outside the image are missing too: OpenPose, which made
+    the training keypoints, cannot report a joint it does not see.
     """
     lm = np.asarray(landmarks, dtype=np.float32)
     if lm.shape != (NUM_MEDIAPIPE_LANDMARKS, 3):
@@ -67,6 +69,8 @@ def mediapipe_to_body25(landmarks: np.ndarray, width: int, height: int) -> np.nd
     out[:, 0] *= width
     out[:, 1] *= height
     out[:, 2] = np.clip(out[:, 2], 0.0, 1.0)
+    outside = (out[:, 0] < 0) | (out[:, 0] > width) | (out[:, 1] < 0) | (out[:, 1] > height)
+    out[outside, 2] = 0.0
     return mask_keypoints(out)  # conf < 0.1 or non-finite -> (0, 0, 0)
 
 

@@ -1,8 +1,281 @@
-"""CLI commands of this package, added to the `mgr` app by realtime.cli."""
+"""CLI commands of this package, added to the `mgr` app by realtime.cli.
+
+Only this module prints (rich). It builds the frozen configs from flags; the library below
+never sees CLI arguments.
+"""
 from __future__ import annotations
 
+import json
+import logging
+import os
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Optional
+
 import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from mgr.train.registry import latest_model
+
+from .extract import ExtractConfig, plan_extract, run_extract
+from .pipeline import LiveConfig, Recognizer
+from .pose import PoseConfig, PoseEstimator, PoseStage
+from .posemodel import PoseModelError, resolve_pose_model
+from .sources import SourceError, VideoFileSource, open_source
+
+log = logging.getLogger(__name__)
+console = Console(stderr=True)
+
+USER_ERRORS = (SourceError, PoseModelError, ValueError, FileNotFoundError)
+
+
+def _fail(message: str) -> typer.Exit:
+    console.print(f"[bold red]error:[/] {message}")
+    return typer.Exit(2)
+
+
+@contextmanager
+def _user_errors():
+    """Known failures become one clear line and exit code 2, not a traceback."""
+    try:
+        yield
+    except USER_ERRORS as e:
+        raise _fail(str(e)) from e
+
+
+def _resolve_model(model: Optional[Path]) -> Path:
+    if model is not None:
+        if not model.is_file():
+            raise FileNotFoundError(f"model not found: {model}")
+        return model
+    newest = latest_model()
+    if newest is None:
+        raise FileNotFoundError("no model given and none made yet: pass --model PATH (.pt, .onnx, .engine), "
+                                "or make one with `mgr demo` (synthetic data, a few minutes) or `mgr train`")
+    console.print(f"using the newest model mgr made: [bold]{newest}[/] (choose another with --model)")
+    return newest
+
+
+def _load(model: Optional[Path], pose_model: Optional[Path], num_poses: int, threads: Optional[int]):
+    """(backend, pose stage) for the loop. The caller closes the pose stage."""
+    from mgr.engines.backends import load_backend  # realtime -> engines, never upward
+
+    path = _resolve_model(model)
+    backend = load_backend(path, device="cpu", threads=threads)
+    pose_path = resolve_pose_model(pose_model)
+    stage = PoseStage(PoseEstimator(PoseConfig(pose_path, mode="video", num_poses=num_poses)))
+    return backend, stage
+
+
+def _print_summary(summary, title: str) -> None:
+    table = Table(title=title)
+    table.add_column("stage")
+    for col in ("p50 ms", "p95 ms", "mean ms"):
+        table.add_column(col, justify="right")
+    for stage, p in summary.stage_ms.items():
+        if p:
+            table.add_row(stage, f"{p['p50']:.1f}", f"{p['p95']:.1f}", f"{p['mean']:.1f}")
+    if summary.latency_ms:
+        lat = summary.latency_ms
+        table.add_row("capture -> labels", f"{lat['p50']:.1f}", f"{lat['p95']:.1f}", f"{lat['mean']:.1f}")
+    console.print(table)
+    console.print(f"{summary.frames} frames at {summary.display_fps:.1f} fps, {summary.steps} inference steps "
+                  f"at {summary.inference_fps:.1f}/s, person in {summary.steps_with_person}, "
+                  f"dropped frames {summary.dropped}, frames encoded {summary.encoded_frames}. "
+                  f"Ended: {summary.end_reason}.")
+
+
+def _outputs(save: Optional[Path], jsonl: Optional[Path], fps: float, size, log_timings: bool):
+    from .outputs import JsonlSink, VideoSink
+    from .runner import Outputs
+    video = VideoSink(save, fps, size) if save is not None else None
+    return Outputs(video, JsonlSink(jsonl) if jsonl is not None else None, log_timings)
+
+
+def _window(title: str):
+    """A cv2 window; returns show(image) -> False when q or Esc is pressed."""
+    import cv2
+    if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+        raise ValueError("no display here (DISPLAY is unset): run with --headless, with --save/--jsonl for output")
+    try:
+        cv2.namedWindow(title, cv2.WINDOW_NORMAL)
+    except cv2.error as e:
+        raise ValueError(f"cannot open a window ({e}); run with --headless") from e
+
+    def show(image) -> bool:
+        cv2.imshow(title, image)
+        return (cv2.waitKey(1) & 0xFF) not in (ord("q"), 27)
+    return show
+
+
+# ----------------------------------------------------------------------------- options
+MODEL_OPT = typer.Option(None, "--model", help="Artifact (.pt, .onnx, .engine). Default: the newest model mgr made.")
+POSE_OPT = typer.Option(None, "--pose-model", help="MediaPipe pose .task file (else $MGR_POSE_MODEL, else cached download).")
+POSES_OPT = typer.Option(1, "--num-poses", min=1, help="People the detector may find; with 2 or more the largest, stable one is followed (costs more pose time).")
+WINDOW_OPT = typer.Option(None, "--window", help="Seconds the 4 sampled frames span (default: the model's clip_seconds, else 1.6).")
+SMOOTH_OPT = typer.Option(1, "--smooth", min=1, help="Average probabilities over the last K inference steps.")
+THRESH_OPT = typer.Option(0.2, "--threshold", min=0.0, max=1.0, help="Top-1 probability under which the label reads 'uncertain'.")
+THREADS_OPT = typer.Option(None, "--threads", min=1, help="Threads for the model runtime (default: the runtime's).")
+MIRROR_OPT = typer.Option(False, "--mirror", help="Selfie view: flip the display (the model sees the unflipped frame).")
+JSONL_OPT = typer.Option(None, "--jsonl", help="Write one JSON line per inference step here.")
+
+
+def live(
+    camera: Optional[int] = typer.Option(None, "--camera", help="Camera index (0 is the default webcam)."),
+    video: Optional[Path] = typer.Option(None, "--video", help="A video file, played at its own rate."),
+    url: Optional[str] = typer.Option(None, "--url", help="An RTSP or HTTP stream."),
+    images: Optional[Path] = typer.Option(None, "--images", help="A folder of images, in natural order."),
+    model: Optional[Path] = MODEL_OPT, pose_model: Optional[Path] = POSE_OPT, num_poses: int = POSES_OPT,
+    window: Optional[float] = WINDOW_OPT,
+    inference_fps: float = typer.Option(10.0, "--inference-fps", min=0.1, help="Inference steps per second, decoupled from the display."),
+    smooth: int = SMOOTH_OPT, threshold: float = THRESH_OPT, mirror: bool = MIRROR_OPT,
+    headless: bool = typer.Option(False, "--headless", "--no-display", help="No window (servers, CI)."),
+    save: Optional[Path] = typer.Option(None, "--save", help="Write the annotated video (.mp4) here."),
+    jsonl: Optional[Path] = JSONL_OPT, threads: Optional[int] = THREADS_OPT,
+    duration: Optional[float] = typer.Option(None, "--duration", min=0.1, help="Stop after this many seconds."),
+    reconnects: int = typer.Option(3, "--reconnects", min=0, help="Reconnect attempts when a camera or stream drops."),
+) -> None:
+    """Recognise micro-gestures live from a camera (or stream, file, folder), with an overlay."""
+    given = [s for s in (camera, video, url, images) if s is not None]
+    if len(given) != 1:
+        raise _fail("give exactly one of --camera INDEX, --video PATH, --url URL, --images DIR")
+    cfg = LiveConfig(window_s=window, inference_fps=inference_fps, smooth=smooth, threshold=threshold, mirror=mirror)
+    with _user_errors():
+        from .runner import run_live
+        source = open_source(str(given[0]), max_reconnects=reconnects)
+        try:
+            backend, stage = _load(model, pose_model, num_poses, threads)
+            try:
+                show = None if headless else _window("mgr live (q or Esc quits)")
+                outputs = _outputs(save, jsonl, source.fps or 30.0, None, log_timings=True)
+                summary = run_live(source, Recognizer(backend, stage, cfg), cfg, outputs, show, duration)
+            finally:
+                stage.close()
+        finally:
+            source.close()
+    _print_summary(summary, f"mgr live: {source.name}")
+
+
+def replay(
+    video: Path = typer.Argument(..., help="Video file to annotate."),
+    out: Optional[Path] = typer.Option(None, "--out", "--save", help="Annotated video (.mp4): same frame count and fps."),
+    jsonl: Optional[Path] = JSONL_OPT,
+    model: Optional[Path] = MODEL_OPT, pose_model: Optional[Path] = POSE_OPT, num_poses: int = POSES_OPT,
+    window: Optional[float] = WINDOW_OPT,
+    inference_fps: Optional[float] = typer.Option(None, "--inference-fps", min=0.1, help="Steps per second of video time (default: every frame)."),
+    smooth: int = SMOOTH_OPT, threshold: float = THRESH_OPT, mirror: bool = MIRROR_OPT, threads: Optional[int] = THREADS_OPT,
+    timings: bool = typer.Option(False, "--timings", help="Also log per-stage ms in the JSONL (then two runs differ there)."),
+) -> None:
+    """Annotate a recorded video deterministically: every frame, annotated mp4 + JSONL."""
+    cfg = LiveConfig(window_s=window, inference_fps=inference_fps, smooth=smooth, threshold=threshold, mirror=mirror)
+    with _user_errors():
+        from .runner import run_replay
+        source = VideoFileSource(video)
+        try:
+            backend, stage = _load(model, pose_model, num_poses, threads)
+            try:
+                outputs = _outputs(out, jsonl, source.fps or 25.0, source.size, log_timings=timings)
+                summary = _replay_with_progress(source, Recognizer(backend, stage, cfg), cfg, outputs, run_replay)
+            finally:
+                stage.close()
+        finally:
+            source.close()
+    _print_summary(summary, f"mgr replay: {video}")
+    for label, path in (("annotated video", out), ("predictions", jsonl)):
+        if path is not None:
+            console.print(f"{label}: {path}")
+
+
+def _replay_with_progress(source, recognizer, cfg, outputs, run_replay):
+    columns = (TextColumn("replay"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=console, transient=False) as progress:
+        task = progress.add_task("frames", total=source.frame_count or None)
+        return run_replay(source, recognizer, cfg, outputs, on_frame=lambda i: progress.update(task, completed=i + 1))
+
+
+def extract_keypoints(
+    data: Path = typer.Argument(..., help="Dataset root: image trees (ROOT/<class>/<clip>.<frame>.jpg or ROOT/<class>/<clip>/<frame>.jpg) and/or videos."),
+    out: Path = typer.Option(..., "--out", help="Keypoint tree to write (mirrors DATA); resumable."),
+    pose_model: Optional[Path] = POSE_OPT,
+    num_poses: int = POSES_OPT,
+    workers: int = typer.Option(os.cpu_count() or 1, "--workers", min=1, help="Processes (default: all cores)."),
+) -> None:
+    """Write OpenPose-format Body_25 JSON from MediaPipe for every frame of a dataset."""
+    with _user_errors():
+        cfg = ExtractConfig(data, out, PoseConfig(resolve_pose_model(pose_model), num_poses=num_poses), workers)
+        plan = plan_extract(cfg)
+        console.print(f"{plan.total} frames to do, {plan.skipped} already done, {workers} worker(s)")
+        columns = (TextColumn("keypoints"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn())
+        with Progress(*columns, console=console) as progress:
+            task = progress.add_task("frames", total=plan.total)
+            summary = run_extract(cfg, plan, on_progress=lambda n: progress.advance(task, n))
+    table = Table(title=f"extract-keypoints -> {out}")
+    table.add_column("frames written", justify="right")
+    table.add_column("already done", justify="right")
+    table.add_column("no person", justify="right")
+    table.add_column("unreadable", justify="right")
+    table.add_row(str(summary.frames), str(summary.skipped), str(len(summary.no_person)), str(len(summary.unreadable)))
+    console.print(table)
+    for path in summary.unreadable[:20]:
+        console.print(f"[yellow]unreadable:[/] {path}")
+    if len(summary.unreadable) > 20:
+        console.print(f"... and {len(summary.unreadable) - 20} more unreadable files")
 
 
 def register(app: typer.Typer, bench_app: typer.Typer) -> None:
     """Add this package's commands to ``app`` (and benchmarks to ``bench_app``)."""
+    app.command("live")(live)
+    app.command("replay")(replay)
+    app.command("extract-keypoints")(extract_keypoints)
+    bench_app.command("live")(bench_live)
+
+
+def bench_live(
+    video: Path = typer.Argument(..., help="Video to replay (twice: caching on and off) and to loop as a 30 fps camera."),
+    model: Optional[Path] = MODEL_OPT, pose_model: Optional[Path] = POSE_OPT, num_poses: int = POSES_OPT,
+    window: Optional[float] = WINDOW_OPT, threads: Optional[int] = THREADS_OPT,
+    camera_fps: float = typer.Option(30.0, "--camera-fps", min=1.0, help="Rate of the emulated camera."),
+    inference_fps: float = typer.Option(10.0, "--inference-fps", min=0.1, help="Live inference steps per second asked for."),
+    seconds: float = typer.Option(10.0, "--seconds", min=1.0, help="Length of the live part."),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Write the figures here as JSON."),
+) -> None:
+    """End-to-end FPS and per-stage p50/p95, feature caching on and off, live latency, in one run."""
+    from .bench import BenchLiveConfig, run_bench_live
+    with _user_errors():
+        VideoFileSource(video).close()       # a clear error before anything loads
+        from mgr.engines.backends import load_backend
+        backend = load_backend(_resolve_model(model), device="cpu", threads=threads)
+        pose_path = resolve_pose_model(pose_model)
+        cfg = BenchLiveConfig(video, camera_fps, inference_fps, seconds, window)
+        with console.status("benchmarking: replay (cached), replay (naive), live ..."):
+            results = run_bench_live(cfg, backend, lambda: PoseStage(PoseEstimator(
+                PoseConfig(pose_path, mode="video", num_poses=num_poses))))
+    _print_bench(results)
+    if json_out is not None:
+        json_out.parent.mkdir(parents=True, exist_ok=True)
+        json_out.write_text(json.dumps(results, indent=2))
+        console.print(f"figures: {json_out}")
+
+
+def _print_bench(results: dict) -> None:
+    table = Table(title=f"mgr bench live: {results['video']} ({results['runtime']}, {results['machine']['cpus']} CPUs)")
+    table.add_column("run")
+    table.add_column("fps", justify="right")
+    table.add_column("steps/s", justify="right")
+    for stage in ("capture", "pose", "encode", "head", "draw"):
+        table.add_column(f"{stage} p50/p95", justify="right")
+    table.add_column("step ms", justify="right")
+    table.add_column("latency p50/p95", justify="right")
+    for name in ("replay_cached", "replay_naive", "live"):
+        r = results[name]
+        cells = [f"{r['stage_ms'][s]['p50']:.1f}/{r['stage_ms'][s]['p95']:.1f}" if r["stage_ms"].get(s) else "-"
+                 for s in ("capture", "pose", "encode", "head", "draw")]
+        lat = r["latency_ms"]
+        table.add_row(name, f"{r['display_fps']:.1f}", f"{r['inference_fps']:.1f}", *cells, f"{r['step_ms']:.1f}",
+                      f"{lat['p50']:.0f}/{lat['p95']:.0f}" if lat else "-")
+    console.print(table)
+    speedup = results.get("caching_speedup")
+    console.print(f"feature caching: inference step {speedup:.1f}x cheaper than naive" if speedup else "")

@@ -52,18 +52,32 @@ class JsonlSink:
 
 
 class VideoSink:
-    """mp4 (MPEG-4 part 2, what every OpenCV wheel can write) at the source's fps and size."""
+    """mp4 (MPEG-4 part 2, which every OpenCV wheel can write) at the source's fps.
 
-    def __init__(self, path: str | Path, fps: float, size: tuple[int, int]):
+    ``size`` None: the first frame's size (a camera's size is known only once it delivers).
+    """
+
+    def __init__(self, path: str | Path, fps: float, size: tuple[int, int] | None = None):
         self.path = Path(path)
+        if self.path.suffix.lower() != ".mp4":
+            raise ValueError(f"{self.path}: the annotated video must be an .mp4 path")
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.fps, self.size = float(fps), tuple(size)
+        self.fps = float(fps)
+        self.size = tuple(size) if size is not None else None
+        self._writer = None
+        self.frames = 0
+        if self.size is not None:
+            self._open()
+
+    def _open(self) -> None:
         self._writer = cv2.VideoWriter(str(self.path), cv2.VideoWriter_fourcc(*"mp4v"), self.fps, self.size)
         if not self._writer.isOpened():
-            raise ValueError(f"{self.path}: cannot write a video here (use a .mp4 path in a writable folder)")
-        self.frames = 0
+            raise ValueError(f"{self.path}: cannot write a video here (is the folder writable?)")
 
     def write(self, image: np.ndarray) -> None:
+        if self.size is None:
+            self.size = (image.shape[1], image.shape[0])
+            self._open()
         if (image.shape[1], image.shape[0]) != self.size:
             image = cv2.resize(image, self.size)
         self._writer.write(image)

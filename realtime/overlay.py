@@ -53,25 +53,37 @@ def draw_skeleton(image: np.ndarray, kp: np.ndarray, s: float) -> None:
             cv2.circle(image, p, thick + 2, _joint_colour(j), -1, cv2.LINE_AA)
 
 
+def _darken(roi: np.ndarray, factor: float) -> None:
+    roi[:] = cv2.convertScaleAbs(roi, alpha=factor)
+
+
 def draw_framing(image: np.ndarray, box: FramingBox) -> None:
     """Darken what the model does not see (outside the framing crop)."""
     h, w = image.shape[:2]
-    if box.size == (w, h):
-        return
-    mask = np.ones((h, w), dtype=bool)
-    mask[box.y0:box.y0 + box.height, box.x0:box.x0 + box.width] = False
-    image[mask] = (image[mask] * 0.45).astype(np.uint8)
+    x1, y1 = box.x0 + box.width, box.y0 + box.height
+    for roi in (image[:box.y0], image[y1:], image[box.y0:y1, :box.x0], image[box.y0:y1, x1:]):
+        if roi.size:
+            _darken(roi, 0.45)
 
 
 def _panel(image: np.ndarray, x0: int, y0: int, x1: int, y1: int) -> None:
     x0, y0 = max(x0, 0), max(y0, 0)
     x1, y1 = min(x1, image.shape[1]), min(y1, image.shape[0])
-    roi = image[y0:y1, x0:x1]
-    roi[:] = (roi * 0.35).astype(np.uint8)
+    if x1 > x0 and y1 > y0:
+        _darken(image[y0:y1, x0:x1], 0.35)
 
 
 def _text(image, text, org, s, colour=WHITE, size=0.6, bold=1) -> None:
     cv2.putText(image, text, org, FONT, size * s, colour, max(1, round(bold * s)), cv2.LINE_AA)
+
+
+def fit_text(text: str, max_width: int, size: float, thickness: int) -> str:
+    """``text`` shortened with "..." so it fits ``max_width`` pixels (long class names)."""
+    if cv2.getTextSize(text, FONT, size, thickness)[0][0] <= max_width:
+        return text
+    while len(text) > 1 and cv2.getTextSize(text + "...", FONT, size, thickness)[0][0] > max_width:
+        text = text[:-1]
+    return text.rstrip() + "..."
 
 
 def draw_predictions(image: np.ndarray, pred: Prediction | None, s: float) -> None:
@@ -89,7 +101,8 @@ def draw_predictions(image: np.ndarray, pred: Prediction | None, s: float) -> No
         cv2.rectangle(image, (pad, y - int(17 * s)), (pad + bar_w, y + int(3 * s)), GREY, 1)
         cv2.rectangle(image, (pad, y - int(17 * s)), (pad + int(bar_w * p), y + int(3 * s)),
                       STATUS_COLOURS[status], -1)
-        _text(image, f"{p * 100:4.1f}%  {name}", (pad * 2 + bar_w, y), s, WHITE, 0.55)
+        label = fit_text(f"{p * 100:4.1f}%  {name}", width - pad * 3 - bar_w, 0.55 * s, max(1, round(s)))
+        _text(image, label, (pad * 2 + bar_w, y), s, WHITE, 0.55)
 
 
 def draw_stats(image: np.ndarray, info: OverlayInfo, s: float) -> None:

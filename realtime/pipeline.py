@@ -48,7 +48,7 @@ class Prediction:
     frame_index: int                         # frame the step ran on
     timestamp_ms: float                      # its timestamp
     captured_at: float                       # its capture time (perf_counter), for latency
-    ms: dict = field(default_factory=dict)   # pose, encode, head milliseconds of this step
+    ms: dict = field(default_factory=dict)   # milliseconds of the stages this step ran (pose, encode, head)
 
 
 def resolve_window(window_s: float | None, metadata: dict) -> float:
@@ -163,7 +163,7 @@ class Recognizer:
         self.encoded_frames = 0   # frames through the encoder, to check "encoded once"
 
     def step(self, frame: Frame) -> Prediction:
-        ms: dict[str, float] = {"pose": 0.0, "encode": 0.0, "head": 0.0}
+        ms: dict[str, float] = {}
         rgb = cv2.cvtColor(frame.image, cv2.COLOR_BGR2RGB)
         box = center_crop_box((rgb.shape[1], rgb.shape[0]), self.reference_size)
         crop = crop_frame(rgb, box)                                  # the framing step
@@ -178,7 +178,8 @@ class Recognizer:
         kp_frame = crop_to_frame(kp_crop, box)
         t0 = time.perf_counter()
         self.history.add(frame.timestamp_ms, self._rgb_entry(crop), rescale_keypoints(kp_crop, box.size, self.reference_size))
-        ms["encode"] = _ms(t0)
+        if self.backend.uses_rgb:
+            ms["encode"] = _ms(t0)
         picks = select_window(self.history.times, frame.timestamp_ms, self.window_s, self.num_frames)
         if picks is None:
             return Prediction("warming up", (), kp_frame, **base)

@@ -28,7 +28,7 @@ POSE_MODES = ("video", "image")
 class PoseConfig:
     model_path: Path                        # MediaPipe pose_landmarker .task file
     mode: str = "video"                     # video (tracking) | image (each frame alone)
-    num_poses: int = 2                      # people the detector may return; we follow one
+    num_poses: int = 1                      # people the detector may return; >1: SubjectTracker picks one
     min_detection_confidence: float = 0.5   # person detector score
     min_presence_confidence: float = 0.5    # landmark model: a person is in the ROI
     min_tracking_confidence: float = 0.5    # below this VIDEO mode re-detects

@@ -86,12 +86,14 @@ class _Tally:
     last_ms: dict = field(default_factory=dict)
 
     def add_step(self, pred: Prediction) -> None:
+        """Count a step; a stage's statistics only take the steps that ran it (no zeros)."""
         self.steps += 1
         self.with_person += pred.keypoints is not None
         self.inference.tick()
-        for k, v in pred.ms.items():
-            self.stage_ms[k].append(v)
-            self.last_ms[k] = v
+        for k in ("pose", "encode", "head"):
+            if k in pred.ms:
+                self.stage_ms[k].append(pred.ms[k])
+            self.last_ms[k] = pred.ms.get(k, 0.0)
 
     def add_frame(self, capture_ms: float, draw_ms: float) -> None:
         self.frames += 1

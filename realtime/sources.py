@@ -261,3 +261,42 @@ def open_source(spec: str | int, folder_fps: float = 25.0, max_reconnects: int =
     if path.is_dir():
         return ImageFolderSource(path, folder_fps)
     return VideoFileSource(path)
+
+
+class EmulatedCamera:
+    """A Capture that hands out given frames at ``fps`` in real time, like a camera.
+
+    For benchmarks and tests without a webcam. ``fail_after``: reads after that many
+    frames fail, as when a camera is unplugged. Frames repeat in a loop.
+    """
+
+    def __init__(self, frames, fps: float = 30.0, fail_after: int | None = None):
+        if len(frames) == 0:
+            raise ValueError("an emulated camera needs at least one frame")
+        self.frames, self.fps, self.fail_after = list(frames), float(fps), fail_after
+        self._count = 0
+        self._next = time.perf_counter()
+        self._open = True
+
+    def isOpened(self) -> bool:
+        return self._open
+
+    def read(self) -> tuple[bool, np.ndarray | None]:
+        if not self._open or (self.fail_after is not None and self._count >= self.fail_after):
+            return False, None
+        delay = self._next - time.perf_counter()
+        if delay > 0:
+            time.sleep(delay)
+        self._next = max(self._next + 1.0 / self.fps, time.perf_counter() - 1.0 / self.fps)
+        frame = self.frames[self._count % len(self.frames)]
+        self._count += 1
+        return True, frame.copy()
+
+    def set(self, prop: int, value: float) -> bool:
+        return True
+
+    def get(self, prop: int) -> float:
+        return self.fps if prop == cv2.CAP_PROP_FPS else 0.0
+
+    def release(self) -> None:
+        self._open = False

@@ -44,7 +44,7 @@ def check_dataset(root: str, keypoints_root: str | None = None, decode_images: b
                     image_size(path)
             except ValueError as e:
                 rep.unreadable_images.append(str(e))
-        for path in clip.keypoints:
+        for path in clip.keypoint_paths():
             rep.frames_checked += 1
             try:
                 kp, people = read_openpose_json(path)

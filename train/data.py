@@ -50,13 +50,29 @@ class ClipRecord:
     keypoints: tuple[str, ...] = ()       # keypoint JSON paths aligned with the frames
     subject: int | None = None            # subject id (official layout)
     video: str | None = None              # video path (official layout, if present)
-    frame_ids: tuple[int, ...] = ()       # frame numbers in the video (official layout)
+    frame_range: tuple[int, int] | None = None  # first and last video frame, inclusive (official layout)
+    keypoint_template: str | None = None  # "{frame}"-formatted JSON path (official layout)
     source_size: tuple[int, int] | None = None  # (w, h) the keypoints were detected on, if known
     fps: float | None = None              # frames per second, if known
 
     @property
     def num_frames(self) -> int:
-        return max(len(self.frames), len(self.keypoints), len(self.frame_ids))
+        if self.frame_range is not None:
+            return self.frame_range[1] - self.frame_range[0] + 1
+        return max(len(self.frames), len(self.keypoints))
+
+    def frame_id(self, i: int) -> int:
+        """Video frame number of the clip's i-th frame (official layout)."""
+        return self.frame_range[0] + i
+
+    def keypoint_path(self, i: int) -> str | None:
+        """Keypoint JSON of the clip's i-th frame, or None if the layout has none."""
+        if self.keypoint_template is not None:
+            return self.keypoint_template.format(frame=self.frame_id(i))
+        return self.keypoints[i] if self.keypoints else None
+
+    def keypoint_paths(self) -> list[str]:
+        return [p for p in (self.keypoint_path(i) for i in range(self.num_frames)) if p is not None]
 
 
 @dataclass
@@ -179,7 +195,7 @@ def _find_video(root: Path, video_id: str) -> str | None:
 def _scan_official(root: Path, kp_root: Path | None) -> DatasetIndex:
     csv_path = _find_label_csv(root)
     skel = kp_root or root / "skeleton"
-    clips, problems = [], []
+    clips, problems, videos = [], [], {}
     with open(csv_path, newline="") as fh:
         for line_no, row in enumerate(csv.DictReader(fh), start=2):
             try:
@@ -193,11 +209,12 @@ def _scan_official(root: Path, kp_root: Path | None) -> DatasetIndex:
             if end < start:
                 problems.append(f"{csv_path}:{line_no}: end_frame {end} < start_frame {start}")
                 continue
-            ids = tuple(range(start, end + 1))
-            kps = tuple(str(skel / vid / f"{vid}_{f:012d}{KEYPOINTS_SUFFIX}") for f in ids)
-            video = _find_video(root, vid)
-            clips.append(ClipRecord(f"{vid}/{row.get('label_id', line_no)}", label, (), kps, subject,
-                                    video, ids, OFFICIAL_FRAME_SIZE, OFFICIAL_FPS))
+            template = str(skel / vid / f"{vid}_{{frame:012d}}{KEYPOINTS_SUFFIX}")
+            if vid not in videos:
+                videos[vid] = _find_video(root, vid)
+            clips.append(ClipRecord(f"{vid}/{row.get('label_id', line_no)}", label, subject=subject,
+                                    video=videos[vid], frame_range=(start, end), keypoint_template=template,
+                                    source_size=OFFICIAL_FRAME_SIZE, fps=OFFICIAL_FPS))
     return DatasetIndex(str(root), "official", clips, problems)
 
 
@@ -285,7 +302,8 @@ def read_clip_keypoints(rec: ClipRecord, indices, reference_size: tuple[int, int
     out = []
     for i in indices:
         try:
-            kp, _ = read_openpose_json(rec.keypoints[i]) if rec.keypoints else (missing_skeleton(), 0)
+            path = rec.keypoint_path(int(i))
+            kp, _ = read_openpose_json(path) if path else (missing_skeleton(), 0)
         except KeypointFileError as e:
             log.warning("%s; using an all-missing skeleton for this frame", e)
             kp = missing_skeleton()
@@ -318,8 +336,14 @@ def compute_stats_or_default(arrays: list[np.ndarray], reference_size) -> Keypoi
 
 def median_clip_seconds(clips: list[ClipRecord]) -> float | None:
     """Median clip duration when the layout gives frame ranges and a frame rate (official)."""
-    secs = [len(c.frame_ids) / c.fps for c in clips if c.frame_ids and c.fps]
+    secs = [c.num_frames / c.fps for c in clips if c.frame_range and c.fps]
     return float(np.median(secs)) if secs else None
+
+
+def frame_key(rec: ClipRecord, i: int) -> int:
+    """A stable 63-bit id of the clip's i-th frame (image path, or video and frame number)."""
+    name = rec.frames[i] if rec.frames else f"{rec.video}#{rec.frame_id(i)}"
+    return int.from_bytes(hashlib.blake2b(name.encode(), digest_size=8).digest(), "little") >> 1
 
 
 @dataclass(frozen=True)
@@ -332,6 +356,8 @@ class DatasetConfig:
     num_frames: int = NUM_FRAMES          # T
     seed: int = 0                         # augmentation seed: rng(seed, epoch, clip) makes resume exact
     cache_dir: str | None = None          # decoded-frame cache folder, or None
+    augment: bool = True                  # random crops when train; off when frozen features are cached
+    frame_keys: bool = False              # also return a stable int64 id per sampled frame
 
 
 class ClipDataset(torch.utils.data.Dataset):
@@ -362,7 +388,7 @@ class ClipDataset(torch.utils.data.Dataset):
                 return [resize_short_side(read_image_rgb(p)) for p in paths]
             except ValueError as e:
                 raise ValueError(f"{e} (clip {rec.clip_id}); run `mgr check-data` to list every bad file") from e
-        return [resize_short_side(f) for f in read_video_frames_rgb(rec.video, [rec.frame_ids[i] for i in idx])]
+        return [resize_short_side(f) for f in read_video_frames_rgb(rec.video, [rec.frame_id(int(i)) for i in idx])]
 
     def __getitem__(self, i: int) -> dict:
         rec, cfg = self.clips[i], self.cfg
@@ -370,8 +396,11 @@ class ClipDataset(torch.utils.data.Dataset):
         idx = sample_frame_indices(rec.num_frames, cfg.num_frames, cfg.train, rng)
         item = {"label": rec.label}
         if cfg.uses_rgb:
-            rgb = [crop_and_normalize(f, cfg.train, rng) for f in self._frames(rec, idx)]
+            crop_random = cfg.train and cfg.augment
+            rgb = [crop_and_normalize(f, crop_random, rng) for f in self._frames(rec, idx)]
             item["rgb"] = torch.from_numpy(np.stack(rgb))                        # (T, 3, 224, 224)
+            if cfg.frame_keys:
+                item["frame_keys"] = torch.tensor([frame_key(rec, int(j)) for j in idx], dtype=torch.int64)
         if cfg.uses_skeleton:
             if rec.clip_id not in self._sizes:
                 self._sizes[rec.clip_id] = clip_source_size(rec)

@@ -44,15 +44,25 @@ def compute_metrics(logits: np.ndarray, labels: np.ndarray, class_names: list[st
     }
 
 
+def forward_batch(model: torch.nn.Module, batch: dict, device: torch.device, features=None) -> torch.Tensor:
+    """Logits of one batch. ``features(rgb, keys)`` supplies cached frame features (frozen encoder)."""
+    skeleton = batch["skeleton"].to(device, non_blocking=True) if "skeleton" in batch else None
+    if features is not None and "frame_keys" in batch:
+        core = model.module if hasattr(model, "module") else model
+        return core.classify(features(batch["rgb"], batch["frame_keys"]), skeleton)
+    rgb = batch["rgb"].to(device, non_blocking=True) if "rgb" in batch else None
+    return model(rgb=rgb, skeleton=skeleton)
+
+
 @torch.no_grad()
-def predict_loader(model: torch.nn.Module, loader, device: torch.device) -> tuple[np.ndarray, np.ndarray, float]:
+def predict_loader(model: torch.nn.Module, loader, device: torch.device,
+                   features=None) -> tuple[np.ndarray, np.ndarray, float]:
     """Logits and labels over a loader; returns the mean cross-entropy too."""
     model.eval()
     all_logits, all_labels, loss_sum = [], [], 0.0
     for batch in loader:
         labels = batch["label"].to(device)
-        logits = model(rgb=batch["rgb"].to(device) if "rgb" in batch else None,
-                       skeleton=batch["skeleton"].to(device) if "skeleton" in batch else None).float()
+        logits = forward_batch(model, batch, device, features).float()
         loss_sum += float(torch.nn.functional.cross_entropy(logits, labels, reduction="sum"))
         all_logits.append(logits.cpu())
         all_labels.append(labels.cpu())

@@ -26,7 +26,7 @@ from torch.utils.data import DataLoader, DistributedSampler, RandomSampler, Weig
 from .checkpoint import build_metadata, read_checkpoint, save_checkpoint
 from .classes import NUM_CLASSES, class_names
 from .data import ClipDataset, DatasetConfig, fit_keypoint_stats, median_clip_seconds, scan_dataset
-from .evaluate import compute_metrics, predict_loader, topk_correct
+from .evaluate import compute_metrics, forward_batch, predict_loader, topk_correct
 from .model import FusionConfig, MicroGestureNet, check_modality, load_imagenet_weights
 from .preprocess import REFERENCE_SIZE, KeypointStats
 from .split import SPLITS, cross_subject_split, load_split, random_split, save_split, select
@@ -139,7 +139,35 @@ def _set_train_mode(model: MicroGestureNet, cfg: TrainConfig) -> None:
         model.rgb.encoder.eval()  # frozen BatchNorm statistics too
 
 
-def train_one_epoch(model, loader, optimizer, criterion, scaler, device, cfg, callback, epoch) -> dict:
+class FrozenFeatureCache:
+    """Features of a frozen frame encoder, computed once per frame and reused every epoch.
+
+    With ``--freeze-backbone`` the encoder is a fixed function of a center-cropped frame, so
+    encoding a frame twice is waste (the linear-probe trick); this makes CPU training of the
+    fusion head and attention cost about one encoder pass per distinct frame.
+    """
+
+    def __init__(self, model: MicroGestureNet, device: torch.device):
+        self.model, self.device, self.store = model, device, {}
+
+    @torch.no_grad()
+    def __call__(self, rgb: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
+        N, T = keys.shape
+        flat = keys.flatten().tolist()
+        todo: dict[int, int] = {}
+        for j, k in enumerate(flat):
+            if k not in self.store and k not in todo:
+                todo[k] = j
+        if todo:
+            frames = rgb.flatten(0, 1)[list(todo.values())].to(self.device)   # (M, 3, 224, 224)
+            self.model.rgb.encoder.eval()
+            for k, f in zip(todo, self.model.encode_frames(frames)):
+                self.store[k] = f
+        return torch.stack([self.store[k] for k in flat]).view(N, T, -1)   # (N, T, 512)
+
+
+def train_one_epoch(model, loader, optimizer, criterion, scaler, device, cfg, callback, epoch,
+                    features: FrozenFeatureCache | None = None) -> dict:
     core = model.module if hasattr(model, "module") else model
     _set_train_mode(core, cfg)
     n = correct = 0
@@ -150,8 +178,7 @@ def train_one_epoch(model, loader, optimizer, criterion, scaler, device, cfg, ca
             break
         labels = batch["label"].to(device, non_blocking=True)
         with torch.autocast(device.type, enabled=cfg.amp and device.type == "cuda"):
-            logits = model(rgb=batch["rgb"].to(device, non_blocking=True) if "rgb" in batch else None,
-                           skeleton=batch["skeleton"].to(device, non_blocking=True) if "skeleton" in batch else None)
+            logits = forward_batch(model, batch, device, features)
             loss = criterion(logits.float(), labels)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"epoch {epoch} step {step}: loss is {loss.item()}; lower --lr or check the data")
@@ -210,11 +237,12 @@ def _resume(out: Path, model, optimizer, scheduler, scaler) -> tuple[RunState, K
     return RunState(int(ts["epoch"]), float(ts["best_top1"]), int(ts["best_epoch"])), stats
 
 
-def _evaluate_val(model, val_ds, cfg, epoch, device, rank) -> dict:
+def _evaluate_val(model, val_ds, cfg, epoch, device, rank, features=None) -> dict:
     if val_ds is None or rank != 0:
         return {}
     t0 = time.perf_counter()
-    logits, labels, loss = predict_loader(model, build_loader(val_ds, cfg, False, epoch, device, 1, 0), device)
+    logits, labels, loss = predict_loader(model, build_loader(val_ds, cfg, False, epoch, device, 1, 0), device,
+                                          features)
     m = compute_metrics(logits, labels, class_names())
     return {"val_loss": loss, "val_top1": m["top1"], "val_top5": m["top5"],
             "val_mean_class_accuracy": m["mean_class_accuracy"], "eval_seconds": time.perf_counter() - t0}
@@ -260,8 +288,11 @@ def fit(data_root: str, out: str | os.PathLike, cfg: TrainConfig, keypoints_root
                      keypoint_stats=stats, clip_seconds=median_clip_seconds(train_clips),
                      train_config={**asdict(cfg), "data": str(data_root), "weights": weights_source,
                                    "split": split["kind"], "world_size": world})
+    cache_features = cfg.freeze_backbone and model.uses_rgb and world == 1
+    features = FrozenFeatureCache(model, device) if cache_features else None
     ds_cfg = DatasetConfig(model.uses_rgb, model.uses_skeleton, True, stats, cfg.reference_size,
-                           seed=cfg.seed, cache_dir=cfg.cache_dir)
+                           seed=cfg.seed, cache_dir=cfg.cache_dir, augment=not cache_features,
+                           frame_keys=cache_features)
     train_ds = ClipDataset(train_clips, ds_cfg)
     val_ds = ClipDataset(val_clips, replace(ds_cfg, train=False)) if val_clips else None
     criterion = loss_function(cfg, train_clips, device)
@@ -271,9 +302,9 @@ def fit(data_root: str, out: str | os.PathLike, cfg: TrainConfig, keypoints_root
         torch.manual_seed(cfg.seed * 1000 + epoch)  # dropout of this epoch, independent of the past
         loader = build_loader(train_ds, cfg, True, epoch, device, world, rank)
         row = {"epoch": epoch, "lr": optimizer.param_groups[0]["lr"],
-               **train_one_epoch(ddp, loader, optimizer, criterion, scaler, device, cfg, callback, epoch)}
+               **train_one_epoch(ddp, loader, optimizer, criterion, scaler, device, cfg, callback, epoch, features)}
         scheduler.step()
-        row.update(_evaluate_val(model, val_ds, cfg, epoch, device, rank))
+        row.update(_evaluate_val(model, val_ds, cfg, epoch, device, rank, features))
         score = row.get("val_top1", row["train_top1"])
         improved = score > state.best_top1
         if improved:

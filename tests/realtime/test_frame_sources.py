@@ -1,0 +1,105 @@
+"""Sources: a fake camera (generated frames at a set rate, with a disconnect), files, folders, errors."""
+from __future__ import annotations
+
+import time
+
+import cv2
+import numpy as np
+import pytest
+
+from mgr.realtime.sources import (EmulatedCamera, ImageFolderSource, LiveSource, SourceError, VideoFileSource,
+                                  open_camera, open_source)
+from rt_helpers import write_video
+
+
+def numbered_frames(n, size=(64, 48)):
+    return [np.full((size[1], size[0], 3), i, np.uint8) for i in range(n)]
+
+
+class Opener:
+    """open_capture for LiveSource: hands out fake cameras, counting opens; None once exhausted."""
+
+    def __init__(self, cameras):
+        self.cameras = list(cameras)
+        self.opens = 0
+
+    def __call__(self):
+        self.opens += 1
+        return self.cameras.pop(0) if self.cameras else None
+
+
+def test_fake_camera_keeps_only_the_newest_frame_and_counts_drops():
+    src = LiveSource(Opener([EmulatedCamera(numbered_frames(200), fps=200)]), "fake camera", max_reconnects=0)
+    try:
+        first = src.read()
+        time.sleep(0.15)                     # the loop is busy; the camera keeps going
+        second = src.read()
+        assert second.index > first.index + 1                       # we got the newest, not the next
+        assert int(second.image[0, 0, 0]) == second.index % 200
+        assert src.dropped >= second.index - first.index - 1 > 0   # the skipped ones are counted
+        assert second.timestamp_ms > first.timestamp_ms
+    finally:
+        src.close()
+
+
+def test_fake_camera_disconnect_reconnects_then_ends_with_a_reason():
+    cams = [EmulatedCamera(numbered_frames(5), fps=100, fail_after=5), EmulatedCamera(numbered_frames(5), fps=100, fail_after=3)]
+    opener = Opener(cams)
+    src = LiveSource(opener, "fake camera", max_reconnects=2, reconnect_delay_s=0.01)
+    got = []
+    try:
+        while (f := src.read(timeout_s=2.0)) is not None:
+            got.append(f)
+            time.sleep(0.001)
+    finally:
+        src.close()
+    assert 1 <= len(got) <= 8 and src.reconnects == 3 and opener.opens == 4   # reopened once, then 2 failures
+    assert "disconnected" in src.end_reason and "2 reconnect attempts" in src.end_reason
+
+
+def test_camera_that_does_not_open_names_the_index_and_suggests_video():
+    with pytest.raises(SourceError) as e:
+        open_camera(97, max_reconnects=0)
+    assert "camera 97" in str(e.value) and "--video" in str(e.value)
+
+
+def test_video_file_gives_every_frame_with_file_timestamps(tmp_path):
+    path = write_video(tmp_path / "v.mp4", numbered_frames(6, (64, 48)), fps=20)
+    src = open_source(str(path))
+    assert isinstance(src, VideoFileSource) and src.fps == pytest.approx(20) and src.size == (64, 48)
+    frames = []
+    while (f := src.read()) is not None:
+        frames.append(f)
+    src.close()
+    assert [f.index for f in frames] == list(range(6))
+    np.testing.assert_allclose([f.timestamp_ms for f in frames], [0, 50, 100, 150, 200, 250])
+    assert "end of video" in src.end_reason
+
+
+def test_missing_and_corrupt_video_files_are_clear_errors(tmp_path):
+    with pytest.raises(SourceError, match="not found"):
+        VideoFileSource(tmp_path / "absent.mp4")
+    bad = tmp_path / "corrupt.mp4"
+    bad.write_bytes(b"\x00not a video" * 100)
+    with pytest.raises(SourceError, match="cannot decode|no decodable"):
+        src = VideoFileSource(bad)
+        src.read()
+
+
+def test_image_folder_skips_an_unreadable_image_in_natural_order(tmp_path):
+    for i in (1, 2, 10):
+        cv2.imwrite(str(tmp_path / f"{i}.png"), np.full((8, 8, 3), i, np.uint8))
+    (tmp_path / "3.jpg").write_bytes(b"broken jpeg")
+    src = open_source(str(tmp_path), folder_fps=10)
+    assert isinstance(src, ImageFolderSource)
+    frames = []
+    while (f := src.read()) is not None:
+        frames.append(f)
+    assert [int(f.image[0, 0, 0]) for f in frames] == [1, 2, 10]      # 10 after 2: natural order
+    assert [f.timestamp_ms for f in frames] == [0, 100, 200]
+    assert [p.name for p in src.unreadable] == ["3.jpg"] and "1 unreadable" in src.end_reason
+
+
+def test_empty_folder_is_an_error(tmp_path):
+    with pytest.raises(SourceError, match="no images"):
+        ImageFolderSource(tmp_path)

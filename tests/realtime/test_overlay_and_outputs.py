@@ -1,0 +1,91 @@
+"""Overlay drawing at two resolutions, and the JSONL / mp4 writers."""
+from __future__ import annotations
+
+import json
+
+import cv2
+import numpy as np
+import pytest
+
+from mgr.realtime.body25 import center_crop_box
+from mgr.realtime.outputs import JSONL_KEYS, JsonlSink, VideoSink, prediction_record
+from mgr.realtime.overlay import OverlayInfo, fit_text, render
+from mgr.realtime.pipeline import Prediction
+from mgr.train.layout import EDGES
+
+
+def prediction(size, status="ok"):
+    w, h = size
+    box = center_crop_box(size, (320, 176))
+    kp = np.zeros((25, 3), np.float32)
+    kp[:9] = [(w * (0.3 + 0.04 * j), h * (0.3 + 0.04 * j), 0.9) for j in range(9)]
+    top = (("Buckle button / pulling shirt collar / adjusting tie", 0.61), ("Folding arms", 0.2),
+           ("Scratching back", 0.1), ("Shaking body", 0.05), ("Arms akimbo", 0.04)) if status == "ok" else ()
+    return Prediction(status, top, kp, box, 7, 280.0, 0.0, {"pose": 12.0, "encode": 8.0, "head": 1.0})
+
+
+@pytest.mark.parametrize("size", [(640, 480), (1920, 1080)])
+def test_render_keeps_size_draws_panels_and_skeleton(size):
+    w, h = size
+    frame = np.full((h, w, 3), 128, np.uint8)
+    info = OverlayInfo(30.0, 10.0, 3, {"capture": 1.0, "pose": 12.0, "encode": 8.0, "head": 1.0, "draw": 2.0})
+    out = render(frame, prediction(size), info)
+    assert out.shape == frame.shape and out.dtype == np.uint8
+    assert (frame == 128).all()                                  # the input frame is untouched
+    assert out[5, 5].max() < 128                                 # dark panel behind the top-5
+    assert out[h - 3, 5].max() < 128                             # dark panel behind the stats
+    x, y = int(w * 0.34), int(h * 0.34)                          # on the skeleton (joint 1)
+    assert (out[y, x] != 128).any()
+
+
+def test_mirror_flips_the_picture_but_not_the_text():
+    frame = np.zeros((480, 640, 3), np.uint8)
+    frame[:, :320] = 200
+    pred = prediction((640, 480), "no person")
+    pred = Prediction(pred.status, (), None, pred.box, 0, 0.0, 0.0)
+    mirrored = render(frame, pred, OverlayInfo(), mirror=True)
+    assert mirrored[240, 600].max() > 50 and mirrored[240, 40].max() < 100   # bright half moved right
+    # the text panel reads the same as in a frame that was already flipped
+    flipped = render(np.ascontiguousarray(frame[:, ::-1]), pred, OverlayInfo(), mirror=False)
+    np.testing.assert_array_equal(mirrored, flipped)
+
+
+def test_long_class_names_are_shortened_to_fit():
+    text = fit_text("Buckle button / pulling shirt collar / adjusting tie", 200, 0.55, 1)
+    assert text.endswith("...") and cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, 0.55, 1)[0][0] <= 200
+
+
+def test_every_layout_edge_is_drawn_between_valid_joints():
+    frame = np.zeros((480, 640, 3), np.uint8)
+    kp = np.zeros((25, 3), np.float32)
+    a, b = EDGES[0]
+    kp[a], kp[b] = (300, 200, 1.0), (300, 300, 1.0)
+    pred = Prediction("warming up", (), kp, center_crop_box((640, 480), (320, 176)), 0, 0.0, 0.0)
+    out = render(frame, pred, OverlayInfo())
+    assert out[250, 300].max() > 0 and out[250, 500].max() == 0
+
+
+def test_jsonl_lines_are_whole_and_flushed(tmp_path):
+    sink = JsonlSink(tmp_path / "p.jsonl")
+    rec = prediction_record(prediction((640, 480)), {"pose": 12.345})
+    sink.write(rec)
+    # flushed per line: readable before close, as after Ctrl-C
+    lines = (tmp_path / "p.jsonl").read_text().splitlines()
+    assert len(lines) == 1 and json.loads(lines[0]) == rec
+    sink.close()
+    assert set(JSONL_KEYS) <= set(rec) and rec["ms"] == {"pose": 12.35}
+    assert rec["top5"][0] == {"name": "Buckle button / pulling shirt collar / adjusting tie", "p": 0.61}
+    assert rec["person"] is True and rec["frame"] == 7 and rec["t"] == 0.28
+    assert "ms" not in prediction_record(prediction((640, 480)))
+
+
+def test_video_sink_sizes_from_first_frame_and_rejects_other_suffixes(tmp_path):
+    sink = VideoSink(tmp_path / "a.mp4", 12.0)
+    for i in range(5):
+        sink.write(np.full((48, 64, 3), i * 40, np.uint8))
+    sink.close()
+    cap = cv2.VideoCapture(str(tmp_path / "a.mp4"))
+    assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 5 and cap.get(cv2.CAP_PROP_FPS) == pytest.approx(12.0)
+    cap.release()
+    with pytest.raises(ValueError, match=".mp4"):
+        VideoSink(tmp_path / "a.avi", 12.0)

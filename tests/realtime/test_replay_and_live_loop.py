@@ -1,0 +1,176 @@
+"""End to end: `mgr replay` on a generated video with the real pose model and real .pt artifacts,
+live headless on a fake camera, Ctrl-C handling, and the error paths of the commands."""
+from __future__ import annotations
+
+import json
+
+import cv2
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from mgr.engines.backends import load_backend
+from mgr.realtime.cli import app
+from mgr.realtime.outputs import JSONL_KEYS, JsonlSink, VideoSink
+from mgr.realtime.pipeline import LiveConfig, Recognizer
+from mgr.realtime.pose import PoseConfig, PoseEstimator, PoseStage
+from mgr.realtime.runner import Outputs, run_live, run_replay
+from mgr.realtime.sources import EmulatedCamera, LiveSource, VideoFileSource
+from rt_helpers import FakeBackend, FakePose, pan_zoom_frames, write_video
+
+runner = CliRunner()
+
+
+def text(res) -> str:
+    """Command output with rich's line wrapping undone."""
+    return " ".join(res.output.split())
+
+
+def read_jsonl(path):
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def video_info(path):
+    cap = cv2.VideoCapture(str(path))
+    info = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)), cap.get(cv2.CAP_PROP_FPS)
+    cap.release()
+    return info
+
+
+def replay(tmp_path, video, model, name, *extra):
+    out, jsonl = tmp_path / f"{name}.mp4", tmp_path / f"{name}.jsonl"
+    res = runner.invoke(app, ["replay", str(video), "--model", str(model), "--out", str(out),
+                              "--jsonl", str(jsonl), *extra])
+    assert res.exit_code == 0, res.output
+    return out, jsonl, res.output
+
+
+def test_replay_real_video_skeleton_model_is_complete_and_deterministic(tmp_path, astronaut_video, checkpoint_factory):
+    model = checkpoint_factory("skeleton")
+    out, jsonl, output = replay(tmp_path, astronaut_video, model, "a")
+    assert video_info(out) == (24, pytest.approx(25.0))            # same frame count and fps as the input
+    rows = read_jsonl(jsonl)
+    assert len(rows) == 24 and [r["frame"] for r in rows] == list(range(24))
+    for r in rows:
+        assert list(r) == list(JSONL_KEYS)
+        assert r["status"] in ("ok", "uncertain", "warming up", "no person")
+        assert all(set(t) == {"name", "p"} for t in r["top5"])
+    assert sum(r["person"] for r in rows) >= 20                     # the real pose model finds her
+    assert {r["status"] for r in rows[12:]} <= {"ok", "uncertain"}  # window 0.4 s (metadata) = 10 frames
+    assert len(rows[-1]["top5"]) == 5
+    _, jsonl2, _ = replay(tmp_path, astronaut_video, model, "b")
+    assert jsonl2.read_text() == jsonl.read_text()                   # same input and artifact: same JSONL
+
+
+def test_replay_fusion_model_with_timings_and_inference_rate(tmp_path, astronaut_bgr, checkpoint_factory):
+    video = write_video(tmp_path / "short.mp4", pan_zoom_frames(astronaut_bgr, 10), fps=10)
+    out, jsonl, _ = replay(tmp_path, video, checkpoint_factory("fusion"), "f", "--timings", "--inference-fps", "5",
+                           "--window", "0.6")
+    assert video_info(out)[0] == 10
+    rows = read_jsonl(jsonl)
+    assert [r["frame"] for r in rows] == [0, 2, 4, 6, 8]            # 5 steps/s of video time
+    assert set(rows[0]["ms"]) == {"capture", "pose", "encode", "head", "draw"}
+    assert rows[-1]["status"] in ("ok", "uncertain") and rows[-1]["person"]
+
+
+def test_replay_of_a_video_without_a_person_says_no_person(tmp_path, checkpoint_factory):
+    frames = [np.full((240, 320, 3), 60 + i, np.uint8) for i in range(6)]
+    _, jsonl, _ = replay(tmp_path, write_video(tmp_path / "empty.mp4", frames), checkpoint_factory("skeleton"), "e")
+    rows = read_jsonl(jsonl)
+    assert len(rows) == 6 and all(r["status"] == "no person" and not r["person"] and r["top5"] == [] for r in rows)
+
+
+@pytest.mark.parametrize("case", ["missing", "corrupt"])
+def test_replay_bad_video_is_one_clear_error(tmp_path, case, checkpoint_factory):
+    path = tmp_path / "v.mp4"
+    if case == "corrupt":
+        path.write_bytes(b"\x00garbage" * 200)
+    res = runner.invoke(app, ["replay", str(path), "--model", str(checkpoint_factory("skeleton"))])
+    assert res.exit_code == 2
+    assert ("not found" if case == "missing" else "decod") in text(res) and "Traceback" not in text(res)
+
+
+def test_without_a_model_the_command_says_how_to_make_one(tmp_path, astronaut_video):
+    res = runner.invoke(app, ["replay", str(astronaut_video)])
+    assert res.exit_code == 2 and "mgr demo" in text(res) and "mgr train" in text(res)
+
+
+def test_without_model_flag_the_newest_recorded_model_is_used(tmp_path, astronaut_video, checkpoint_factory):
+    from mgr.train.registry import record_model
+    record_model(checkpoint_factory("skeleton"), "train")
+    res = runner.invoke(app, ["replay", str(astronaut_video), "--jsonl", str(tmp_path / "p.jsonl")])
+    assert res.exit_code == 0, res.output
+    assert "newest model" in text(res) and "skeleton.pt" in res.output.replace("\n", "")
+
+
+def test_live_camera_that_does_not_open(tmp_path):
+    res = runner.invoke(app, ["live", "--camera", "97", "--headless", "--reconnects", "0"])
+    assert res.exit_code == 2 and "camera 97" in text(res) and "--video" in text(res)
+
+
+def test_live_needs_exactly_one_source():
+    res = runner.invoke(app, ["live", "--headless"])
+    assert res.exit_code == 2 and "--camera" in text(res)
+
+
+# ----------------------------------------------------------------------------- live loop
+def test_live_headless_on_a_fake_camera_with_a_disconnect(tmp_path):
+    frames = [np.full((480, 640, 3), i * 4, np.uint8) for i in range(60)]
+    cameras = [EmulatedCamera(frames, fps=30, fail_after=45)]      # unplugged after 1.5 s, never back
+    source = LiveSource(lambda: cameras.pop() if cameras else None, "fake camera",
+                        max_reconnects=1, reconnect_delay_s=0.01)
+    backend = FakeBackend()
+    outputs = Outputs(VideoSink(tmp_path / "live.mp4", 30.0), JsonlSink(tmp_path / "live.jsonl"))
+    cfg = LiveConfig(window_s=0.3, inference_fps=10.0)
+    try:
+        summary = run_live(source, Recognizer(backend, FakePose(), cfg), cfg, outputs, max_seconds=20)
+    finally:
+        source.close()
+    assert "disconnected" in summary.end_reason and not summary.interrupted
+    assert summary.frames + summary.dropped == 45 and summary.steps >= 2
+    assert summary.steps <= summary.frames                      # display is not tied to inference
+    # one frame encoded per step (a step still running when the camera died is not drawn)
+    assert summary.encoded_frames == backend.encoded and summary.steps <= backend.encoded <= summary.steps + 1
+    rows = read_jsonl(tmp_path / "live.jsonl")
+    assert len(rows) == summary.steps and all("ms" in r for r in rows)
+    assert video_info(tmp_path / "live.mp4")[0] == summary.frames
+    assert summary.latency_ms["p95"] >= summary.latency_ms["p50"] > 0
+
+
+def test_live_headless_real_pose_on_fake_camera_finds_the_person(pose_model, astronaut_bgr, checkpoint_factory):
+    frames = pan_zoom_frames(astronaut_bgr, 30)
+    source = LiveSource(lambda: EmulatedCamera(frames, fps=30), "fake camera", max_reconnects=0)
+    backend = load_backend(checkpoint_factory("skeleton"))
+    cfg = LiveConfig(window_s=0.4, inference_fps=10.0)
+    with PoseEstimator(PoseConfig(pose_model, mode="video")) as est:
+        try:
+            summary = run_live(source, Recognizer(backend, PoseStage(est), cfg), cfg, Outputs(), max_seconds=2.5)
+        finally:
+            source.close()
+    assert summary.steps >= 3 and summary.steps_with_person >= summary.steps - 1
+    assert summary.end_reason.startswith("ran the requested")
+
+
+class InterruptingSource:
+    """A file source whose user presses Ctrl-C after ``n`` frames."""
+
+    def __init__(self, path, n):
+        self.inner, self.n = VideoFileSource(path), n
+        self.fps, self.dropped, self.end_reason, self.name = self.inner.fps, 0, None, "file"
+
+    def read(self):
+        f = self.inner.read()
+        if f is not None and f.index >= self.n:
+            raise KeyboardInterrupt
+        return f
+
+
+def test_ctrl_c_finalises_the_video_and_the_jsonl(tmp_path, astronaut_video):
+    source = InterruptingSource(astronaut_video, 7)
+    outputs = Outputs(VideoSink(tmp_path / "cut.mp4", source.fps, (640, 480)), JsonlSink(tmp_path / "cut.jsonl"), False)
+    cfg = LiveConfig(window_s=0.2, inference_fps=None)
+    summary = run_replay(source, Recognizer(FakeBackend(), FakePose(), cfg), cfg, outputs)
+    assert summary.interrupted and summary.frames == 7
+    assert video_info(tmp_path / "cut.mp4")[0] == 7                 # a playable file with every drawn frame
+    text = (tmp_path / "cut.jsonl").read_text()
+    assert text.endswith("\n") and len(read_jsonl(tmp_path / "cut.jsonl")) == 7
