@@ -153,16 +153,30 @@ def machine_info(threads: int | None) -> dict:
             "python": platform.python_version(), "libraries": library_versions()}
 
 
+def accuracy(backend: Backend, data) -> dict:
+    """Top-1/top-5 of ``backend`` on a split part (``data``: a clip_data.ClipSource)."""
+    from .clip_data import evaluate_backend
+    metrics, _ = evaluate_backend(backend, data)
+    return {"part": data.part, "clips": metrics["clips"], "top1": metrics["top1"], "top5": metrics["top5"]}
+
+
 def run_bench(models: Sequence[str | os.PathLike], device: str = "cpu", threads: int | None = None,
-              cfg: BenchConfig = BenchConfig(), progress: Callable[[str], None] | None = None) -> dict:
-    """Bench every model in turn (same process, same inputs); returns the JSON report."""
+              cfg: BenchConfig = BenchConfig(), progress: Callable[[str], None] | None = None,
+              data=None) -> dict:
+    """Bench every model in turn (same process, same inputs); returns the JSON report.
+
+    ``data`` (a clip_data.ClipSource) adds each model's top-1/top-5 on that split part.
+    """
     results = []
     for path in models:
         if progress:
             progress(str(path))
         backend = load_backend(path, device=device, threads=threads)
         log.info("benchmarking %r", backend)
-        results.append(bench_backend(backend, cfg))
+        result = bench_backend(backend, cfg)
+        if data is not None:
+            result["accuracy"] = accuracy(backend, data)
+        results.append(result)
         del backend
     return {"machine": machine_info(threads), "device": device, "config": asdict(cfg),
             "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "results": results}

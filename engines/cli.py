@@ -13,22 +13,22 @@ from typing import Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 console = Console()
-NOISY_LOGGERS = ("onnx_ir", "onnxruntime", "modelopt", "root")
+NOISY_LOGGERS = ("onnx_ir", "onnxscript", "onnxruntime", "modelopt")
 
 
 def _fail(msg: str) -> None:
-    console.print(f"[red]error:[/red] {msg}")
+    console.print(f"[red]error:[/red] {escape(msg)}")   # messages hold [brackets], e.g. mgr[trt]
     raise typer.Exit(1)
 
 
 def _quiet_libraries() -> None:
     """The exporter and quantizer log every pass at INFO; keep our own INFO lines readable."""
     for name in NOISY_LOGGERS:
-        if name != "root":
-            logging.getLogger(name).setLevel(logging.WARNING)
+        logging.getLogger(name).setLevel(logging.WARNING)
 
 
 def _precision(fp16: bool, int8: bool) -> str:
@@ -158,16 +158,23 @@ def bench_models_cmd(
         device: str = typer.Option("cpu", help="cpu or cuda."),
         iters: int = typer.Option(50, help="Timed calls per measurement, at most."),
         seconds: float = typer.Option(10.0, help="Time bound per measurement."),
-        warmup: int = typer.Option(5, help="Untimed warm-up calls per measurement.")) -> None:
+        warmup: int = typer.Option(5, help="Untimed warm-up calls per measurement."),
+        data: Optional[Path] = typer.Option(None, help="Dataset folder: also report top-1/top-5 on a split part."),
+        part: str = typer.Option("test", help="Split part for --data: train | val | test | all."),
+        split_file: Optional[Path] = typer.Option(None, help="The run's split.json (default: seeded random split).")) -> None:
     """Latency and throughput of each artifact through its backend, in one process."""
     from .backends import MissingRuntimeError
     from .bench import BenchConfig, run_bench, write_report
     _quiet_libraries()
     try:
         cfg = BenchConfig(warmup=warmup, iters=iters, max_seconds=seconds)
+        source = None
+        if data is not None:
+            from .clip_data import ClipSource
+            source = ClipSource(data, part=part, split_file=split_file)
         with console.status("benchmarking") as status:
             report = run_bench([str(m) for m in models], device, threads, cfg,
-                               progress=lambda m: status.update(f"benchmarking {m}"))
+                               progress=lambda m: status.update(f"benchmarking {m}"), data=source)
     except (MissingRuntimeError, ValueError) as e:
         _fail(str(e))
     console.print(_bench_table(report))
@@ -180,16 +187,25 @@ def bench_models_cmd(
 
 
 def _bench_table(report: dict) -> Table:
-    t = Table(title="mgr bench models (ms: p50 / p95)")
-    for col in ("model", "runtime", "prec", "encoder b1", "head b1", "clips/s b8", "clips/s b32",
-                "stream naive", "stream cached", "speedup"):
-        t.add_column(col, justify="left" if col in ("model", "runtime", "prec") else "right")
-    lat = lambda d: f"{d['p50_ms']:.2f} / {d['p95_ms']:.2f}" if d else "-"  # noqa: E731
+    """One column per model, one row per measurement (fits a narrow terminal)."""
+    t = Table(title="mgr bench models (latency ms, p50 / p95)")
+    t.add_column("measurement")
     for r in report["results"]:
-        cps = r["clips_per_s"]
-        t.add_row(Path(r["model"]).name, r["runtime"], r["precision"], lat(r.get("encoder_b1")), lat(r["head_b1"]),
-                  f"{cps.get('8', 0):.1f}", f"{cps.get('32', 0):.1f}", lat(r["stream_naive"]),
-                  lat(r["stream_cached"]), f"{r['stream_speedup']:.2f}x")
+        t.add_column(f"{Path(r['model']).name}\n{r['runtime']} {r['precision']}", justify="right")
+    lat = lambda d: f"{d['p50_ms']:.2f} / {d['p95_ms']:.2f}" if d else "-"  # noqa: E731
+    rows = [("frame encoder, batch 1", lambda r: lat(r.get("encoder_b1"))),
+            ("clip head, batch 1", lambda r: lat(r["head_b1"]))]
+    rows += [(f"clips/s, batch {b}", lambda r, b=b: f"{r['clips_per_s'][b]:.1f}")
+             for b in report["results"][0]["clips_per_s"]]
+    rows += [("stream step, naive", lambda r: lat(r["stream_naive"])),
+             ("stream step, cached", lambda r: lat(r["stream_cached"])),
+             ("cached speedup", lambda r: f"{r['stream_speedup']:.2f}x")]
+    if "accuracy" in report["results"][0]:
+        acc = report["results"][0]["accuracy"]
+        rows += [(f"top-1, {acc['part']} ({acc['clips']} clips)", lambda r: f"{100 * r['accuracy']['top1']:.2f}%"),
+                 (f"top-5, {acc['part']}", lambda r: f"{100 * r['accuracy']['top5']:.2f}%")]
+    for label, cell in rows:
+        t.add_row(label, *(cell(r) for r in report["results"]))
     return t
 
 

@@ -1,11 +1,13 @@
 """`mgr bench live VIDEO`: the loop's speed, measured three ways in one run.
 
-1. replay, feature caching on: every frame through pose, encode (once), head;
-2. replay, feature caching off (naive): every step re-encodes all T frames;
-3. live on an emulated camera that plays the video's frames at ``camera_fps`` in real time,
+1. replay as shipped: every frame through pose and encode (at once, on two threads), then head;
+2. replay, feature caching on, pose and encode one after the other;
+3. replay, feature caching off (naive): every step re-encodes all T frames (also serial);
+4. live on an emulated camera that plays the video's frames at ``camera_fps`` in real time,
    with inference at ``inference_fps`` in its own thread: display rate, inference rate and
    the latency from frame capture to drawn labels.
-The inference step's cost is encode + head per step; caching should make it >= T-1 times cheaper.
+The inference step's cost is encode + head per step, compared between 2 and 3 (both serial, so
+pose does not compete with the encoder); caching should make it about T times cheaper.
 """
 from __future__ import annotations
 
@@ -52,8 +54,9 @@ def run_bench_live(cfg: BenchLiveConfig, backend, make_pose: Callable[[], object
     """Run the three measurements. ``make_pose()`` gives a fresh pose stage (closed here)."""
     results: dict = {"video": str(cfg.video), "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
                      "model": getattr(backend, "source", None), "runtime": getattr(backend, "runtime", None)}
-    for name, cache in (("replay_cached", True), ("replay_naive", False)):
-        replay_cfg = LiveConfig(window_s=cfg.window_s, inference_fps=None, cache_features=cache)
+    runs = (("replay", True, True), ("replay_cached_serial", True, False), ("replay_naive_serial", False, False))
+    for name, cache, overlap in runs:
+        replay_cfg = LiveConfig(window_s=cfg.window_s, inference_fps=None, cache_features=cache, overlap_encode=overlap)
         source = VideoFileSource(cfg.video)
         results[name] = _measure(lambda rec, s=source, c=replay_cfg: run_replay(s, rec, c, Outputs()),
                                  source, backend, make_pose, replay_cfg)
@@ -63,16 +66,18 @@ def run_bench_live(cfg: BenchLiveConfig, backend, make_pose: Callable[[], object
     results["live"] = _measure(lambda rec: run_live(live, rec, live_cfg, Outputs(), None, cfg.live_seconds),
                                live, backend, make_pose, live_cfg)
     results["live"]["camera_fps"] = cfg.camera_fps
-    cached, naive = results["replay_cached"]["step_ms"], results["replay_naive"]["step_ms"]
+    cached, naive = results["replay_cached_serial"]["step_ms"], results["replay_naive_serial"]["step_ms"]
     results["caching_speedup"] = naive / cached if cached > 0 else None
     return results
 
 
 def _measure(run: Callable, source, backend, make_pose, live_cfg: LiveConfig) -> dict:
     pose = make_pose()
+    recognizer = Recognizer(backend, pose, live_cfg)
     try:
-        summary = run(Recognizer(backend, pose, live_cfg))
+        summary = run(recognizer)
     finally:
+        recognizer.close()
         pose.close()
         source.close()
     out = summary.to_dict()

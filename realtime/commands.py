@@ -59,15 +59,21 @@ def _resolve_model(model: Optional[Path]) -> Path:
     return newest
 
 
-def _load(model: Optional[Path], pose_model: Optional[Path], num_poses: int, threads: Optional[int]):
-    """(backend, pose stage) for the loop. The caller closes the pose stage."""
+@contextmanager
+def _recognizer(model: Optional[Path], pose_model: Optional[Path], num_poses: int, threads: int, cfg: LiveConfig):
+    """The loop's Recognizer over an engines backend and a VIDEO-mode pose stage; closes both."""
     from mgr.engines.backends import load_backend  # realtime -> engines, never upward
 
-    path = _resolve_model(model)
-    backend = load_backend(path, device="cpu", threads=threads)
-    pose_path = resolve_pose_model(pose_model)
-    stage = PoseStage(PoseEstimator(PoseConfig(pose_path, mode="video", num_poses=num_poses)))
-    return backend, stage
+    backend = load_backend(_resolve_model(model), device="cpu", threads=threads)
+    stage = PoseStage(PoseEstimator(PoseConfig(resolve_pose_model(pose_model), mode="video", num_poses=num_poses)))
+    try:
+        recognizer = Recognizer(backend, stage, cfg)
+        try:
+            yield recognizer
+        finally:
+            recognizer.close()
+    finally:
+        stage.close()
 
 
 def _print_summary(summary, title: str) -> None:
@@ -118,7 +124,9 @@ POSES_OPT = typer.Option(1, "--num-poses", min=1, help="People the detector may 
 WINDOW_OPT = typer.Option(None, "--window", help="Seconds the 4 sampled frames span (default: the model's clip_seconds, else 1.6).")
 SMOOTH_OPT = typer.Option(1, "--smooth", min=1, help="Average probabilities over the last K inference steps.")
 THRESH_OPT = typer.Option(0.2, "--threshold", min=0.0, max=1.0, help="Top-1 probability under which the label reads 'uncertain'.")
-THREADS_OPT = typer.Option(None, "--threads", min=1, help="Threads for the model runtime (default: the runtime's).")
+# One runtime thread by default: pose (MediaPipe's own pool) and the model run back to back,
+# and a second spinning runtime thread slowed both on our 2-core machines (see realtime/README.md).
+THREADS_OPT = typer.Option(1, "--threads", min=1, help="Threads for the model runtime.")
 MIRROR_OPT = typer.Option(False, "--mirror", help="Selfie view: flip the display (the model sees the unflipped frame).")
 JSONL_OPT = typer.Option(None, "--jsonl", help="Write one JSON line per inference step here.")
 
@@ -134,7 +142,7 @@ def live(
     smooth: int = SMOOTH_OPT, threshold: float = THRESH_OPT, mirror: bool = MIRROR_OPT,
     headless: bool = typer.Option(False, "--headless", "--no-display", help="No window (servers, CI)."),
     save: Optional[Path] = typer.Option(None, "--save", help="Write the annotated video (.mp4) here."),
-    jsonl: Optional[Path] = JSONL_OPT, threads: Optional[int] = THREADS_OPT,
+    jsonl: Optional[Path] = JSONL_OPT, threads: int = THREADS_OPT,
     duration: Optional[float] = typer.Option(None, "--duration", min=0.1, help="Stop after this many seconds."),
     reconnects: int = typer.Option(3, "--reconnects", min=0, help="Reconnect attempts when a camera or stream drops."),
 ) -> None:
@@ -147,13 +155,10 @@ def live(
         from .runner import run_live
         source = open_source(str(given[0]), max_reconnects=reconnects)
         try:
-            backend, stage = _load(model, pose_model, num_poses, threads)
-            try:
+            with _recognizer(model, pose_model, num_poses, threads, cfg) as recognizer:
                 show = None if headless else _window("mgr live (q or Esc quits)")
                 outputs = _outputs(save, jsonl, source.fps or 30.0, None, log_timings=True)
-                summary = run_live(source, Recognizer(backend, stage, cfg), cfg, outputs, show, duration)
-            finally:
-                stage.close()
+                summary = run_live(source, recognizer, cfg, outputs, show, duration)
         finally:
             source.close()
     _print_summary(summary, f"mgr live: {source.name}")
@@ -166,7 +171,7 @@ def replay(
     model: Optional[Path] = MODEL_OPT, pose_model: Optional[Path] = POSE_OPT, num_poses: int = POSES_OPT,
     window: Optional[float] = WINDOW_OPT,
     inference_fps: Optional[float] = typer.Option(None, "--inference-fps", min=0.1, help="Steps per second of video time (default: every frame)."),
-    smooth: int = SMOOTH_OPT, threshold: float = THRESH_OPT, mirror: bool = MIRROR_OPT, threads: Optional[int] = THREADS_OPT,
+    smooth: int = SMOOTH_OPT, threshold: float = THRESH_OPT, mirror: bool = MIRROR_OPT, threads: int = THREADS_OPT,
     timings: bool = typer.Option(False, "--timings", help="Also log per-stage ms in the JSONL (then two runs differ there)."),
 ) -> None:
     """Annotate a recorded video deterministically: every frame, annotated mp4 + JSONL."""
@@ -175,12 +180,9 @@ def replay(
         from .runner import run_replay
         source = VideoFileSource(video)
         try:
-            backend, stage = _load(model, pose_model, num_poses, threads)
-            try:
+            with _recognizer(model, pose_model, num_poses, threads, cfg) as recognizer:
                 outputs = _outputs(out, jsonl, source.fps or 25.0, source.size, log_timings=timings)
-                summary = _replay_with_progress(source, Recognizer(backend, stage, cfg), cfg, outputs, run_replay)
-            finally:
-                stage.close()
+                summary = _replay_with_progress(source, recognizer, cfg, outputs, run_replay)
         finally:
             source.close()
     _print_summary(summary, f"mgr replay: {video}")
@@ -236,7 +238,7 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
 def bench_live(
     video: Path = typer.Argument(..., help="Video to replay (twice: caching on and off) and to loop as a 30 fps camera."),
     model: Optional[Path] = MODEL_OPT, pose_model: Optional[Path] = POSE_OPT, num_poses: int = POSES_OPT,
-    window: Optional[float] = WINDOW_OPT, threads: Optional[int] = THREADS_OPT,
+    window: Optional[float] = WINDOW_OPT, threads: int = THREADS_OPT,
     camera_fps: float = typer.Option(30.0, "--camera-fps", min=1.0, help="Rate of the emulated camera."),
     inference_fps: float = typer.Option(10.0, "--inference-fps", min=0.1, help="Live inference steps per second asked for."),
     seconds: float = typer.Option(10.0, "--seconds", min=1.0, help="Length of the live part."),
@@ -250,7 +252,7 @@ def bench_live(
         backend = load_backend(_resolve_model(model), device="cpu", threads=threads)
         pose_path = resolve_pose_model(pose_model)
         cfg = BenchLiveConfig(video, camera_fps, inference_fps, seconds, window)
-        with console.status("benchmarking: replay (cached), replay (naive), live ..."):
+        with console.status("benchmarking: 3 replays (as shipped, cached serial, naive serial), then live ..."):
             results = run_bench_live(cfg, backend, lambda: PoseStage(PoseEstimator(
                 PoseConfig(pose_path, mode="video", num_poses=num_poses))))
     _print_bench(results)
@@ -262,14 +264,14 @@ def bench_live(
 
 def _print_bench(results: dict) -> None:
     table = Table(title=f"mgr bench live: {results['video']} ({results['runtime']}, {results['machine']['cpus']} CPUs)")
-    table.add_column("run")
+    table.add_column("run", no_wrap=True)
     table.add_column("fps", justify="right")
     table.add_column("steps/s", justify="right")
     for stage in ("capture", "pose", "encode", "head", "draw"):
         table.add_column(f"{stage} p50/p95", justify="right")
     table.add_column("step ms", justify="right")
     table.add_column("latency p50/p95", justify="right")
-    for name in ("replay_cached", "replay_naive", "live"):
+    for name in ("replay", "replay_cached_serial", "replay_naive_serial", "live"):
         r = results[name]
         cells = [f"{r['stage_ms'][s]['p50']:.1f}/{r['stage_ms'][s]['p95']:.1f}" if r["stage_ms"].get(s) else "-"
                  for s in ("capture", "pose", "encode", "head", "draw")]
@@ -278,4 +280,5 @@ def _print_bench(results: dict) -> None:
                       f"{lat['p50']:.0f}/{lat['p95']:.0f}" if lat else "-")
     console.print(table)
     speedup = results.get("caching_speedup")
-    console.print(f"feature caching: inference step {speedup:.1f}x cheaper than naive" if speedup else "")
+    if speedup:
+        console.print(f"feature caching: inference step (encode + head) {speedup:.1f}x cheaper than naive")

@@ -212,7 +212,7 @@ class LiveSource:
             self._cap = self._open()
             if self._cap is not None:
                 return True
-        self.end_reason = (f"{self.name} disconnected: no frames after {self.max_reconnects} "
+        self.end_reason = (f"{self.name} ended or disconnected: no frames after {self.max_reconnects} "
                            f"reconnect attempts")
         return False
 

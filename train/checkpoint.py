@@ -5,6 +5,7 @@ frame size, keypoint statistics, model and training config, metrics, format vers
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import pickle
 import tempfile
@@ -63,13 +64,22 @@ def build_metadata(cfg: FusionConfig, class_names: list[str], reference_size: tu
     }
 
 
+def state_checksum(state_dict: dict) -> str:
+    """sha256 over names and raw bytes of every tensor: torch's zip reader does not verify data."""
+    h = hashlib.sha256()
+    for k in sorted(state_dict):
+        t = state_dict[k].detach().cpu().contiguous().reshape(-1)
+        h.update(k.encode())
+        h.update(str(t.dtype).encode())
+        h.update(t.view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
 def save_checkpoint(path: str | os.PathLike, model: MicroGestureNet, metadata: dict,
                     training_state: dict | None = None) -> Path:
     """Write ``{"state_dict", "metadata", "training_state"}`` atomically."""
-    payload: dict[str, Any] = {
-        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-        "metadata": metadata,
-    }
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    payload: dict[str, Any] = {"state_dict": state, "metadata": metadata, "sha256": state_checksum(state)}
     if training_state is not None:
         payload["training_state"] = training_state
     return atomic_write_bytes(path, lambda tmp: torch.save(payload, tmp))
@@ -92,6 +102,8 @@ def read_checkpoint(path: str | os.PathLike) -> dict:
     meta = payload["metadata"]
     if not isinstance(meta, dict) or meta.get("format") != FORMAT_NAME:
         raise CheckpointError(f"{path}: not an mgr checkpoint (format {meta.get('format') if isinstance(meta, dict) else None!r})")
+    if payload.get("sha256") and state_checksum(payload["state_dict"]) != payload["sha256"]:
+        raise CheckpointError(f"{path}: corrupt: the weights do not match their stored sha256 checksum")
     if int(meta.get("format_version", -1)) > FORMAT_VERSION:
         raise CheckpointError(f"{path}: checkpoint format {meta['format_version']} is newer than this mgr "
                               f"(reads up to {FORMAT_VERSION}); upgrade mgr")

@@ -317,8 +317,23 @@ def fit(data_root: str, out: str | os.PathLike, cfg: TrainConfig, keypoints_root
             dist.barrier()
         if callback:
             callback("epoch", row)
+    if world > 1:
+        _record_rank_agreement(model, out, rank, world)
     return {"out": str(out), "best_epoch": state.best_epoch, "best_val_top1": state.best_top1,
             "weights": weights_source, "epochs": cfg.epochs}
+
+
+def _record_rank_agreement(model: nn.Module, out: Path, rank: int, world: int) -> None:
+    """Gather a checksum of every rank's parameters; DDP keeps them identical, and ddp_check.json shows it.
+    (BatchNorm running statistics are per-rank between DDP's buffer broadcasts, so they are left out.)"""
+    flat = torch.cat([p.detach().double().flatten().cpu() for p in model.parameters()])
+    mine = torch.tensor([flat.sum().item(), flat.abs().sum().item()], dtype=torch.float64)
+    gathered = [torch.zeros_like(mine) for _ in range(world)]
+    dist.all_gather(gathered, mine.to(next(model.parameters()).device) if dist.get_backend() == "nccl" else mine)
+    if rank == 0:
+        sums = [g.cpu().tolist() for g in gathered]
+        (out / "ddp_check.json").write_text(json.dumps({"world_size": world, "checksums": sums,
+                                                        "agree": all(s == sums[0] for s in sums)}))
 
 
 def _save_epoch(out, model, meta_args, row, state, optimizer, scheduler, scaler, improved) -> None:

@@ -87,10 +87,14 @@ class RGBStream(nn.Module):
         backbone.fc = nn.Identity()
         self.encoder = backbone
         self.attention = TemporalAttention(RGB_DIM, cfg.attention_hidden)
+        # Per-channel standardisation of frame features: identity unless a frozen encoder's
+        # features were standardised on the training frames (see fit.standardize_frozen_features).
+        self.register_buffer("feature_mean", torch.zeros(RGB_DIM))
+        self.register_buffer("feature_std", torch.ones(RGB_DIM))
 
     def encode_frames(self, frames: torch.Tensor) -> torch.Tensor:
         """(B, 3, 224, 224) -> (B, 512): the per-frame graph the live loop caches."""
-        return self.encoder(frames)
+        return (self.encoder(frames) - self.feature_mean) / self.feature_std
 
     def aggregate(self, frame_feats: torch.Tensor) -> torch.Tensor:
         """(N, T, 512) cached frame features -> (N, 512)."""

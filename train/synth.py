@@ -152,7 +152,7 @@ def generate(out: str | Path, cfg: SynthConfig = SynthConfig(), progress=None) -
         folder.mkdir(exist_ok=True)
         kp_true = animate(label, int(lengths[clip]), crng)
         kp_obs = add_detector_noise(kp_true, cfg, crng)
-        bg = np.full((FRAME_SIZE[1], FRAME_SIZE[0], 3), crng.integers(150, 235, size=3), dtype=np.uint8)
+        bg = np.full((FRAME_SIZE[1], FRAME_SIZE[0], 3), crng.integers(185, 200, size=3), dtype=np.uint8)
         for f in range(len(kp_true)):
             stem = f"{clip + 1}.{f + 1}"
             cv2.imwrite(str(folder / f"{stem}.jpg"), render(kp_true[f], crng, bg), [cv2.IMWRITE_JPEG_QUALITY, 90])

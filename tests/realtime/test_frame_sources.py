@@ -103,3 +103,33 @@ def test_image_folder_skips_an_unreadable_image_in_natural_order(tmp_path):
 def test_empty_folder_is_an_error(tmp_path):
     with pytest.raises(SourceError, match="no images"):
         ImageFolderSource(tmp_path)
+
+
+def test_http_stream_from_a_local_server_plays_then_ends(tmp_path):
+    import functools
+    import http.server
+    import socketserver
+    import threading
+
+    frames = numbered_frames(12, (64, 48))
+    writer = cv2.VideoWriter(str(tmp_path / "s.avi"), cv2.VideoWriter_fourcc(*"MJPG"), 25, (64, 48))
+    for f in frames:
+        writer.write(f)
+    writer.release()
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+    server = socketserver.TCPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(tmp_path)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        src = open_source(f"http://127.0.0.1:{server.server_address[1]}/s.avi", max_reconnects=0)
+        got = 0
+        while src.read(timeout_s=5.0) is not None:
+            got += 1
+        src.close()
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert isinstance(src, LiveSource) and src.captured == 12 and got + src.dropped == 12
+    assert "ended or disconnected" in src.end_reason

@@ -174,3 +174,30 @@ def test_ctrl_c_finalises_the_video_and_the_jsonl(tmp_path, astronaut_video):
     assert video_info(tmp_path / "cut.mp4")[0] == 7                 # a playable file with every drawn frame
     text = (tmp_path / "cut.jsonl").read_text()
     assert text.endswith("\n") and len(read_jsonl(tmp_path / "cut.jsonl")) == 7
+
+
+def test_live_cli_headless_on_a_video_file(tmp_path, astronaut_video, checkpoint_factory):
+    jsonl = tmp_path / "live.jsonl"
+    res = runner.invoke(app, ["live", "--video", str(astronaut_video), "--headless", "--model",
+                              str(checkpoint_factory("skeleton")), "--jsonl", str(jsonl), "--save",
+                              str(tmp_path / "live.mp4"), "--inference-fps", "8", "--duration", "5"])
+    assert res.exit_code == 0, res.output
+    rows = read_jsonl(jsonl)
+    assert rows and all(set(r["ms"]) == {"capture", "pose", "encode", "head", "draw"} for r in rows)
+    assert "dropped frames" in text(res) and "end of video" in text(res)
+    assert video_info(tmp_path / "live.mp4")[0] == 24
+
+
+def test_bench_live_writes_all_three_runs(tmp_path, astronaut_bgr, checkpoint_factory):
+    video = write_video(tmp_path / "b.mp4", pan_zoom_frames(astronaut_bgr, 8), fps=10)
+    out = tmp_path / "bench.json"
+    res = runner.invoke(app, ["bench", "live", str(video), "--model", str(checkpoint_factory("fusion")),
+                              "--seconds", "1", "--window", "0.3", "--json", str(out)])
+    assert res.exit_code == 0, res.output
+    report = json.loads(out.read_text())
+    assert {"replay", "replay_cached_serial", "replay_naive_serial", "live", "caching_speedup"} <= set(report)
+    cached, naive = report["replay_cached_serial"], report["replay_naive_serial"]
+    assert report["replay"]["frames"] == cached["frames"] == naive["frames"] == 8
+    assert cached["steps_with_person"] >= 6
+    assert naive["encoded_frames"] > cached["encoded_frames"] == 8     # naive re-encodes every window frame
+    assert report["live"]["frames"] > 0 and "p95" in report["live"]["stage_ms"]["pose"]
