@@ -41,7 +41,8 @@ class TrtGraph:
         self.metadata, self.info, side = read_sidecar(path)
         self.device = torch.device("cuda", device_index)
         check_compatible(side, path, trt.__version__, cuda_device(device_index))
-        self.max_batch = int(side["profile"]["max"]) * (int(self.metadata["num_frames"]) if role == "encoder" else 1)
+        fixed = next((d for d in (t.shape[0] for t in self.info.inputs) if isinstance(d, int)), None)
+        self.max_batch = fixed or int(side["profile"]["max"]) * (int(self.metadata["num_frames"]) if role == "encoder" else 1)
         logger = trt.Logger(trt.Logger.WARNING)
         self.runtime = trt.Runtime(logger)
         self.engine = self.runtime.deserialize_cuda_engine(path.read_bytes())
@@ -74,7 +75,7 @@ class TrtGraph:
 
     def run(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
         n = len(next(iter(feeds.values())))
-        step = self.max_batch  # larger batches than the profile allows run in chunks
+        step = self.max_batch  # batches beyond the profile (or a fixed batch) run in chunks
         return np.concatenate([self._run_once({k: v[i:i + step] for k, v in feeds.items()})
                                for i in range(0, n, step)])
 

@@ -15,6 +15,7 @@ from typing import Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
@@ -24,7 +25,7 @@ from .extract import ExtractConfig, plan_extract, run_extract
 from .pipeline import LiveConfig, Recognizer
 from .pose import PoseConfig, PoseEstimator, PoseStage
 from .posemodel import PoseModelError, resolve_pose_model
-from .sources import SourceError, VideoFileSource, open_source
+from .sources import ImageFolderSource, SourceError, VideoFileSource, open_camera, open_stream
 
 log = logging.getLogger(__name__)
 console = Console(stderr=True)
@@ -33,7 +34,7 @@ USER_ERRORS = (SourceError, PoseModelError, ValueError, FileNotFoundError)
 
 
 def _fail(message: str) -> typer.Exit:
-    console.print(f"[bold red]error:[/] {message}")
+    console.print(f"[bold red]error:[/] {escape(message)}")   # messages may hold [brackets]
     return typer.Exit(2)
 
 
@@ -153,7 +154,7 @@ def live(
     cfg = LiveConfig(window_s=window, inference_fps=inference_fps, smooth=smooth, threshold=threshold, mirror=mirror)
     with _user_errors():
         from .runner import run_live
-        source = open_source(str(given[0]), max_reconnects=reconnects)
+        source = _open_live_source(camera, video, url, images, reconnects)
         try:
             with _recognizer(model, pose_model, num_poses, threads, cfg) as recognizer:
                 show = None if headless else _window("mgr live (q or Esc quits)")
@@ -162,6 +163,17 @@ def live(
         finally:
             source.close()
     _print_summary(summary, f"mgr live: {source.name}")
+
+
+def _open_live_source(camera, video, url, images, reconnects: int):
+    """The source a live flag names (no guessing: a file called "0" is not camera 0)."""
+    if camera is not None:
+        return open_camera(camera, reconnects)
+    if url is not None:
+        return open_stream(url, reconnects)
+    if images is not None:
+        return ImageFolderSource(images)
+    return VideoFileSource(video)
 
 
 def replay(
@@ -233,6 +245,7 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
     app.command("replay")(replay)
     app.command("extract-keypoints")(extract_keypoints)
     bench_app.command("live")(bench_live)
+    bench_app.command("soak")(bench_soak)
 
 
 def bench_live(
@@ -282,3 +295,40 @@ def _print_bench(results: dict) -> None:
     speedup = results.get("caching_speedup")
     if speedup:
         console.print(f"feature caching: inference step (encode + head) {speedup:.1f}x cheaper than naive")
+
+
+def bench_soak(
+    video: Path = typer.Argument(..., help="Video whose frames the emulated camera loops."),
+    model: Optional[Path] = MODEL_OPT, pose_model: Optional[Path] = POSE_OPT, num_poses: int = POSES_OPT,
+    window: Optional[float] = WINDOW_OPT, threads: int = THREADS_OPT,
+    seconds: float = typer.Option(600.0, "--seconds", min=1.0, help="Total length of the soak."),
+    interval: float = typer.Option(30.0, "--interval", min=0.5, help="Seconds per row of figures."),
+    camera_fps: float = typer.Option(30.0, "--camera-fps", min=1.0, help="Rate of the emulated camera."),
+    inference_fps: float = typer.Option(10.0, "--inference-fps", min=0.1, help="Inference steps per second asked for."),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Write the figures here as JSON."),
+) -> None:
+    """The live loop for a long time on an emulated camera: rates, latency, drops and memory per interval."""
+    from .soak import SoakConfig, run_soak
+    with _user_errors():
+        VideoFileSource(video).close()
+        from mgr.engines.backends import load_backend
+        backend = load_backend(_resolve_model(model), device="cpu", threads=threads)
+        pose_path = resolve_pose_model(pose_model)
+        cfg = SoakConfig(video, seconds, interval, camera_fps, inference_fps, window)
+        console.print(f"soak: {seconds:g} s in {interval:g} s intervals (Ctrl-C stops early)")
+        result = run_soak(cfg, backend, lambda: PoseStage(PoseEstimator(
+            PoseConfig(pose_path, mode="video", num_poses=num_poses))), on_interval=_print_soak_row)
+    console.print(f"memory: {result['start_rss_mb']:.0f} MB at start, {result['rss_growth_mb']:+.1f} MB "
+                  f"from the first interval to the last")
+    if json_out is not None:
+        json_out.parent.mkdir(parents=True, exist_ok=True)
+        json_out.write_text(json.dumps(result, indent=2))
+        console.print(f"figures: {json_out}")
+
+
+def _print_soak_row(row: dict) -> None:
+    p50, p95 = row["latency_p50_ms"], row["latency_p95_ms"]
+    lat = f"{p50:.0f}/{p95:.0f} ms" if p95 is not None else "-"
+    console.print(f"interval {row['interval']:3d}: display {row['display_fps']:5.1f} fps, inference "
+                  f"{row['inference_fps']:5.1f}/s, latency p50/p95 {lat}, dropped {row['dropped']}, "
+                  f"memory {row['rss_mb']:.0f} MB")

@@ -11,7 +11,10 @@ garbage collector at interpreter exit, MediaPipe 1.2 prints a TypeError.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,6 +47,26 @@ def landmarks_to_array(pose_landmarks) -> np.ndarray:
     return out
 
 
+@contextlib.contextmanager
+def quiet_native_stderr():
+    """Silence the C++ log lines MediaPipe/LiteRT print while a model loads or closes (~50
+    INFO/WARNING lines each time). Python exceptions still carry the error. ``MGR_NATIVE_LOGS=1``
+    keeps them."""
+    if os.environ.get("MGR_NATIVE_LOGS"):
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    os.close(devnull)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 class PoseEstimator:
     """A PoseLandmarker wrapper: numpy RGB image in, (P, 33, 3) normalised landmarks out."""
 
@@ -70,7 +93,8 @@ class PoseEstimator:
             min_pose_presence_confidence=self.cfg.min_presence_confidence,
             min_tracking_confidence=self.cfg.min_tracking_confidence)
         try:
-            self._landmarker = vision.PoseLandmarker.create_from_options(opts)
+            with quiet_native_stderr():
+                self._landmarker = vision.PoseLandmarker.create_from_options(opts)
         except (RuntimeError, ValueError) as e:
             raise ValueError(f"{self.cfg.model_path}: not a usable MediaPipe pose landmarker model ({e})") from e
         self._last_ts = -1
@@ -95,7 +119,8 @@ class PoseEstimator:
 
     def close(self) -> None:
         if self._landmarker is not None:
-            self._landmarker.close()
+            with quiet_native_stderr():
+                self._landmarker.close()
             self._landmarker = None
 
     def __enter__(self) -> "PoseEstimator":
@@ -106,13 +131,22 @@ class PoseEstimator:
 
 
 # ----------------------------------------------------------------------------- subject
+UPPER_LANDMARKS = 25  # MediaPipe 0-24: face, shoulders, arms, hips (legs are often out of view)
+
+
 def person_boxes(people: np.ndarray, min_visibility: float = 0.5) -> np.ndarray:
-    """(P, 33, 3) normalised landmarks -> (P, 4) boxes x0, y0, x1, y1 over visible landmarks."""
+    """(P, 33, 3) normalised landmarks -> (P, 4) boxes x0, y0, x1, y1 of each person's size.
+
+    Only visible upper-body landmarks count, clipped to the image: MediaPipe extrapolates
+    legs below the frame with high visibility, which would make a seated person "larger".
+    """
     boxes = np.zeros((len(people), 4), dtype=np.float32)
     for p, lm in enumerate(people):
-        pts = lm[lm[:, 2] >= min_visibility][:, :2]
+        upper = lm[:UPPER_LANDMARKS]
+        pts = upper[upper[:, 2] >= min_visibility][:, :2]
         if len(pts) == 0:
-            pts = lm[:, :2]
+            pts = upper[:, :2]
+        pts = np.clip(pts, 0.0, 1.0)
         boxes[p] = (*pts.min(axis=0), *pts.max(axis=0))
     return boxes
 

@@ -166,6 +166,20 @@ class FrozenFeatureCache:
         return torch.stack([self.store[k] for k in flat]).view(N, T, -1)   # (N, T, 512)
 
 
+@torch.no_grad()
+def center_frozen_features(model: MicroGestureNet, ds: ClipDataset, device: torch.device, clips: int = 64) -> None:
+    """Subtract the mean frame feature of (up to ``clips``) training clips inside the encoder.
+
+    A frozen encoder's pooled ReLU features are all positive and nearly constant; fed to
+    AdamW they act like 512 bias inputs and make the fusion head unstable. Centering is
+    folded into ``encode_frames`` (buffers ``feature_mean``), so exports carry it.
+    """
+    model.rgb.encoder.eval()
+    idx = np.linspace(0, len(ds) - 1, min(clips, len(ds))).astype(int)
+    feats = [model.rgb.encoder(ds[int(i)]["rgb"].to(device)) for i in idx]   # (T, 512) each
+    model.rgb.feature_mean.copy_(torch.cat(feats).mean(dim=0))
+
+
 def train_one_epoch(model, loader, optimizer, criterion, scaler, device, cfg, callback, epoch,
                     features: FrozenFeatureCache | None = None) -> dict:
     core = model.module if hasattr(model, "module") else model
@@ -295,6 +309,8 @@ def fit(data_root: str, out: str | os.PathLike, cfg: TrainConfig, keypoints_root
                            frame_keys=cache_features)
     train_ds = ClipDataset(train_clips, ds_cfg)
     val_ds = ClipDataset(val_clips, replace(ds_cfg, train=False)) if val_clips else None
+    if cfg.freeze_backbone and model.uses_rgb and not resume:
+        center_frozen_features(model, train_ds, device)
     criterion = loss_function(cfg, train_clips, device)
     ddp = nn.parallel.DistributedDataParallel(model, device_ids=[local_rank] if device.type == "cuda" else None) \
         if world > 1 else model

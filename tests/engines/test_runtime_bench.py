@@ -56,13 +56,14 @@ def test_bench_backend_reports_every_measurement(ort_backends):
     assert "encoder_b1" not in skeleton      # no frame encoder to time
 
 
-def test_bench_cli_prints_a_table_and_writes_json(tmp_path, onnx_sets, checkpoints):
+def test_bench_cli_prints_a_table_and_writes_json(tmp_path, onnx_sets, checkpoints, synth_data):
     app, bench = typer.Typer(), typer.Typer()
     app.add_typer(bench, name="bench")
     engines_cli.register(app, bench)
     out = tmp_path / "bench.json"
     result = CliRunner().invoke(app, ["bench", "models", checkpoints["skeleton"], str(onnx_sets["skeleton"].clip),
-                                      "--json", str(out), "--threads", "1", "--iters", "2", "--warmup", "1"])
+                                      "--json", str(out), "--threads", "1", "--iters", "2", "--warmup", "1",
+                                      "--data", str(synth_data), "--part", "test"])
     assert result.exit_code == 0, result.output
     assert "stream step, cached" in result.output and "onnxruntime fp32" in result.output
     report = json.loads(out.read_text())
@@ -71,6 +72,8 @@ def test_bench_cli_prints_a_table_and_writes_json(tmp_path, onnx_sets, checkpoin
     assert machine["threads"] == 1 and machine["cpu"] and "gpus" in machine
     assert machine["libraries"]["onnxruntime"] and machine["libraries"]["torch"]
     assert report["config"]["warmup"] == 1
+    acc = [r["accuracy"] for r in report["results"]]
+    assert acc[0]["clips"] == acc[1]["clips"] > 0 and acc[0]["top1"] == acc[1]["top1"]
 
 
 def test_run_bench_with_unknown_suffix_fails_cleanly():

@@ -90,3 +90,6 @@ class FakePose:
 
     def reset(self):
         self.resets += 1
+
+    def close(self):
+        pass

@@ -146,3 +146,11 @@ def test_bad_pose_settings_name_the_choices(pose_model, tmp_path):
     junk.write_bytes(b"junk")
     with pytest.raises(ValueError, match="not a usable MediaPipe"):
         PoseEstimator(PoseConfig(junk))
+
+
+def test_size_ignores_legs_extrapolated_below_the_frame():
+    seated = person(0.1, 0.2, 0.3, 0.6)
+    seated[25:, 1] = 1.6                               # knees and feet "seen" far below the image
+    near = person(0.5, 0.1, 0.9, 0.9)
+    near[25:, 2] = 0.0
+    assert SubjectTracker()(np.stack([seated, near])) == 1

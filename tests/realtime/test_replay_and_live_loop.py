@@ -201,3 +201,36 @@ def test_bench_live_writes_all_three_runs(tmp_path, astronaut_bgr, checkpoint_fa
     assert cached["steps_with_person"] >= 6
     assert naive["encoded_frames"] > cached["encoded_frames"] == 8     # naive re-encodes every window frame
     assert report["live"]["frames"] > 0 and "p95" in report["live"]["stage_ms"]["pose"]
+
+
+def test_live_cli_on_an_image_folder_with_one_unreadable_image(tmp_path, astronaut_bgr, checkpoint_factory):
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    for i, f in enumerate(pan_zoom_frames(astronaut_bgr, 6, (320, 240))):
+        cv2.imwrite(str(folder / f"{i}.jpg"), f)
+    (folder / "3b.jpg").write_bytes(b"not a jpeg")
+    jsonl = tmp_path / "imgs.jsonl"
+    res = runner.invoke(app, ["live", "--images", str(folder), "--headless", "--model",
+                              str(checkpoint_factory("skeleton")), "--jsonl", str(jsonl), "--inference-fps", "30"])
+    assert res.exit_code == 0, res.output
+    assert "6 images (1 unreadable)" in text(res)
+    assert 1 <= len(read_jsonl(jsonl)) <= 6
+
+
+def test_soak_reports_every_interval(tmp_path, astronaut_bgr):
+    from mgr.realtime.soak import SoakConfig, run_soak
+    video = write_video(tmp_path / "s.mp4", pan_zoom_frames(astronaut_bgr, 10, (320, 240)), fps=10)
+    rows = []
+    result = run_soak(SoakConfig(video, seconds=1.5, interval_s=0.5, window_s=0.3), FakeBackend(), FakePose,
+                      on_interval=rows.append)
+    assert len(result["intervals"]) == 3 and rows == result["intervals"]
+    assert all(r["display_fps"] > 0 and r["rss_mb"] > 0 and r["dropped"] >= 0 for r in rows)
+    assert result["history_frames"] <= 30                 # the frame history stays bounded by the window
+
+
+def test_bench_soak_cli(tmp_path, astronaut_bgr, checkpoint_factory):
+    video = write_video(tmp_path / "s.mp4", pan_zoom_frames(astronaut_bgr, 6, (320, 240)), fps=10)
+    res = runner.invoke(app, ["bench", "soak", str(video), "--model", str(checkpoint_factory("skeleton")),
+                              "--seconds", "2", "--interval", "1", "--json", str(tmp_path / "soak.json")])
+    assert res.exit_code == 0, res.output
+    assert "interval 1" in text(res) and len(json.loads((tmp_path / "soak.json").read_text())["intervals"]) == 2

@@ -60,7 +60,7 @@ def test_synthetic_data_is_learnable_by_fusion(tmp_path_factory):
     data = generate(tmp_path_factory.mktemp("learn") / "d", SynthConfig(clips=256, seed=5, max_frames=8))
     rows = []
     fit(str(data), tmp_path_factory.mktemp("run") / "r",
-        TrainConfig(modality="fusion", epochs=6, lr=1e-3, freeze_backbone=True, workers=2, device="cpu",
+        TrainConfig(modality="fusion", epochs=8, lr=3e-3, freeze_backbone=True, workers=2, device="cpu",
                     allow_download=False),
         callback=lambda k, d: rows.append(d) if k == "epoch" else None)
     best = max(r["val_top1"] for r in rows)
