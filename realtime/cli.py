@@ -6,6 +6,8 @@ of the dependency chain (realtime -> engines -> train), so it may assemble them 
 from __future__ import annotations
 
 import logging
+from pathlib import Path
+from typing import Optional
 
 import typer
 from rich.logging import RichHandler
@@ -29,6 +31,17 @@ def _root(verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug log
 train_cli.register(app, bench_app)
 engines_cli.register(app, bench_app)
 realtime_commands.register(app, bench_app)
+
+
+@app.command()
+def demo(out: Path = typer.Option(Path("mgr-demo"), "--out", help="Folder for everything the demo makes."),
+         fresh: bool = typer.Option(False, "--fresh", help="Redo every step instead of reusing outputs."),
+         clips: int = typer.Option(320, help="Synthetic clips."), epochs: int = typer.Option(8, help="Training epochs."),
+         pose_model: Optional[Path] = typer.Option(None, "--pose-model", help="MediaPipe pose .task file.")) -> None:
+    """The whole product on SYNTHETIC data: generate, train, evaluate, export, benchmark, replay."""
+    from .demo import DemoConfig, run_demo_cli
+    run_demo_cli(DemoConfig(out=out, clips=clips, epochs=epochs, fresh=fresh,
+                            pose_model=str(pose_model) if pose_model else None))
 
 
 def main() -> None:

@@ -8,8 +8,10 @@ would follow (the largest). A frame without a person gets a file with no people.
 
 Images (layouts 1 and 2 of DESIGN.md section 3, any depth) run in IMAGE mode: frames of
 those sets are sparse, so neighbours are not consecutive moments. A video runs in VIDEO
-mode (tracking) and writes ``<video stem>/<video stem>_<frame:012d>_keypoints.json``, as
-the official release's OpenPose output is named; a ``.complete`` marker makes it resumable.
+mode (tracking) and writes ``OUT/<video stem>/<video stem>_<frame:012d>_keypoints.json``:
+the official release's skeleton layout, one folder per video id wherever the video sits
+(``videos/298.mp4`` too), so ``mgr train DATA --keypoints OUT`` finds it. A ``.complete``
+marker makes a video resumable.
 Work is spread over processes (spawned: MediaPipe's threads and fork do not mix).
 """
 from __future__ import annotations
@@ -78,9 +80,9 @@ def image_output(image: Path, data: Path, out: Path) -> Path:
     return out / rel.parent / f"{image.stem}{KEYPOINTS_SUFFIX}"
 
 
-def video_output_dir(video: Path, data: Path, out: Path) -> Path:
-    rel = video.relative_to(data)
-    return out / rel.parent / video.stem
+def video_output_dir(video: Path, out: Path) -> Path:
+    """Official layout: one folder per video id, not mirrored (the reader looks up OUT/<video>/)."""
+    return out / video.stem
 
 
 # ----------------------------------------------------------------------------- work (any process)
@@ -172,15 +174,25 @@ def plan_extract(cfg: ExtractConfig) -> ExtractPlan:
             skipped += 1
         else:
             pairs.append((str(img), str(dst)))
+    _check_unique_stems(videos)
     todo = []
     for vid in videos:
-        out_dir = video_output_dir(vid, cfg.data, cfg.out)
+        out_dir = video_output_dir(vid, cfg.out)
         count = _frame_count(vid)
         if (out_dir / COMPLETE_MARKER).is_file():
             skipped += count
         else:
             todo.append((str(vid), str(out_dir), count))
     return ExtractPlan(pairs, todo, skipped, len(pairs) + sum(c for _, _, c in todo))
+
+
+def _check_unique_stems(videos: list[Path]) -> None:
+    seen: dict[str, Path] = {}
+    for v in videos:
+        if v.stem in seen:
+            raise ValueError(f"two videos share the id {v.stem!r} ({seen[v.stem]} and {v}); their keypoint "
+                             f"folders would collide in OUT/{v.stem}/: rename one")
+        seen[v.stem] = v
 
 
 def _frame_count(video: Path) -> int:

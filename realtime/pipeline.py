@@ -171,9 +171,9 @@ class Recognizer:
 
     def step(self, frame: Frame) -> Prediction:
         ms: dict[str, float] = {}
-        rgb = cv2.cvtColor(frame.image, cv2.COLOR_BGR2RGB)
-        box = center_crop_box((rgb.shape[1], rgb.shape[0]), self.reference_size)
-        crop = crop_frame(rgb, box)                                  # the framing step
+        h, w = frame.image.shape[:2]
+        box = center_crop_box((w, h), self.reference_size)
+        crop = cv2.cvtColor(crop_frame(frame.image, box), cv2.COLOR_BGR2RGB)   # the framing step, RGB
         encoding: Future | None = self._encoder.submit(self._rgb_entry, crop) if self._encoder else None
         t0 = time.perf_counter()
         kp_crop = self.pose(crop, frame.timestamp_ms)

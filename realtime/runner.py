@@ -244,11 +244,13 @@ def run_live(source, recognizer: Recognizer, cfg: LiveConfig, outputs: Outputs,
              show: Callable[[np.ndarray], bool] | None = None, max_seconds: float | None = None,
              stop: threading.Event | None = None) -> RunSummary:
     """The live loop. ``show`` displays a frame and returns False to quit (q/Esc); None is headless."""
-    tally, worker, seen, interrupted = _Tally(), InferenceWorker(recognizer, cfg.inference_fps), 0, False
-    paced = not isinstance(source, LiveSource)
-    first_ts, reason = None, None
+    tally, worker, seen = _Tally(), InferenceWorker(recognizer, cfg.inference_fps), 0
+    paced, first_ts, reason = not isinstance(source, LiveSource), None, None
     try:
-        while stop is None or not stop.is_set():
+        while True:
+            if stop is not None and stop.is_set():
+                reason = "stopped"
+                break
             if max_seconds is not None and time.perf_counter() - tally.started >= max_seconds:
                 reason = f"ran the requested {max_seconds:g} s"
                 break
@@ -257,29 +259,38 @@ def run_live(source, recognizer: Recognizer, cfg: LiveConfig, outputs: Outputs,
             capture_ms = (time.perf_counter() - t0) * 1000.0
             if frame is None:
                 break
-            if paced:
+            if paced:                          # a file plays at its own rate; a camera paces itself
                 first_ts = frame.timestamp_ms if first_ts is None else first_ts
                 _pace(frame, tally.started, first_ts)
             worker.offer(frame)
-            pred, seq = worker.latest()
-            image, draw_ms = _draw(frame, pred, tally, source.dropped, cfg.mirror)
-            tally.add_frame(capture_ms, draw_ms)
-            if seq != seen and pred is not None:
-                seen = seq
-                tally.add_step(pred)
-                tally.latency_ms.append((time.perf_counter() - pred.captured_at) * 1000.0)
-                _log_step(outputs, pred, tally)
-            if outputs.video is not None:
-                outputs.video.write(image)
-            if show is not None and not show(image):
-                interrupted, reason = True, "quit by the user"
+            seen = _show_frame(frame, worker, seen, tally, outputs, source.dropped, capture_ms, cfg.mirror, show)
+            if seen < 0:
+                reason = "quit by the user"
                 break
-        if stop is not None and stop.is_set():
-            interrupted, reason = True, "stopped"
     except KeyboardInterrupt:
-        interrupted, reason = True, "interrupted (Ctrl-C)"
+        reason = "interrupted (Ctrl-C)"
     finally:
         worker.close()
         outputs.close()
-    reason = reason or source.end_reason or "end of input"
-    return tally.summary(recognizer, source.dropped, reason, interrupted)
+    interrupted = reason is not None and not reason.startswith("ran the requested")
+    return tally.summary(recognizer, source.dropped, reason or source.end_reason or "end of input", interrupted)
+
+
+def _show_frame(frame: Frame, worker: InferenceWorker, seen: int, tally: _Tally, outputs: Outputs,
+                dropped: int, capture_ms: float, mirror: bool, show) -> int:
+    """Draw a frame with the newest result, log a result drawn for the first time, write, display.
+
+    Returns the sequence number of the result drawn, or -1 when the user quit.
+    """
+    pred, seq = worker.latest()
+    image, draw_ms = _draw(frame, pred, tally, dropped, mirror)
+    tally.add_frame(capture_ms, draw_ms)
+    if seq != seen and pred is not None:
+        tally.add_step(pred)
+        tally.latency_ms.append((time.perf_counter() - pred.captured_at) * 1000.0)
+        _log_step(outputs, pred, tally)
+    if outputs.video is not None:
+        outputs.video.write(image)
+    if show is not None and not show(image):
+        return -1
+    return seq

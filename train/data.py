@@ -25,7 +25,7 @@ from PIL import Image
 
 from .classes import index_from_official_id
 from .keypoints_io import KEYPOINTS_SUFFIX, KeypointFileError, missing_skeleton, read_openpose_json
-from .preprocess import (NUM_FRAMES, REFERENCE_SIZE, KeypointStats, crop_and_normalize,
+from .preprocess import (NUM_FRAMES, REFERENCE_SIZE, KeypointStats, compute_keypoint_stats, crop_and_normalize,
                          preprocess_skeleton, rescale_keypoints, resize_short_side, sample_frame_indices)
 
 log = logging.getLogger(__name__)
@@ -326,7 +326,6 @@ def fit_keypoint_stats(clips: list[ClipRecord], reference_size: tuple[int, int] 
 
 
 def compute_stats_or_default(arrays: list[np.ndarray], reference_size) -> KeypointStats:
-    from .preprocess import compute_keypoint_stats
     try:
         return compute_keypoint_stats(arrays)
     except ValueError:

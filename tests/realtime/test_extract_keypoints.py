@@ -1,6 +1,8 @@
 """`mgr extract-keypoints` on small image trees (layouts 1 and 2), a video, and the astronaut."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import cv2
 import numpy as np
 import pytest
@@ -81,7 +83,7 @@ def test_extract_with_a_process_pool_and_a_video(tmp_path, astronaut_bgr, pose_m
     done = []
     summary = run_extract(cfg, on_progress=done.append)
     assert summary.frames == 6 and not summary.unreadable and sum(done) == 6
-    vid = tmp_path / "kp" / "clips" / "298"
+    vid = tmp_path / "kp" / "298"                                          # official: OUT/<video id>/
     names = sorted(p.name for p in vid.glob("*_keypoints.json"))
     assert names == [f"298_{i:012d}_keypoints.json" for i in range(5)]    # as OpenPose names video frames
     assert (vid / ".complete").is_file()
@@ -90,6 +92,24 @@ def test_extract_with_a_process_pool_and_a_video(tmp_path, astronaut_bgr, pose_m
     nose = kp[JOINT_INDEX["Nose"]]
     assert people == 1 and nose[0] / 512 == pytest.approx(0.43, abs=0.05) and nose[1] / 512 == pytest.approx(0.26, abs=0.05)
     assert plan_extract(cfg).total == 0                                     # all done: resumable
+
+
+def test_extract_video_keypoints_read_through_the_official_layout_reader(tmp_path, astronaut_bgr, pose_model):
+    from mgr.train.data import scan_dataset
+    root = tmp_path / "official"
+    (root / "videos").mkdir(parents=True)
+    write_video(root / "videos" / "298.mp4", pan_zoom_frames(astronaut_bgr, 6, (320, 180)))
+    (root / "labels.csv").write_text("video_id,label_id,start_time,start_frame,end_time,end_frame,class,subject_id\n"
+                                     "298,1,0,0,0.2,5,4,1\n")
+    run_extract(ExtractConfig(root, tmp_path / "kp", PoseConfig(pose_model), workers=1))
+    from mgr.train.data import read_clip_keypoints
+    index = scan_dataset(root, tmp_path / "kp")
+    assert len(index.clips) == 1
+    clip = index.clips[0]
+    paths = clip.keypoint_paths()
+    assert len(paths) == 6 and all(Path(p).is_file() for p in paths), clip
+    kp = read_clip_keypoints(clip, range(6), (320, 176), source_size=(320, 180))
+    assert (kp[:, 0, 2] > 0).sum() >= 5                                     # the nose, in most frames
 
 
 def test_extract_errors(tmp_path):
