@@ -44,6 +44,27 @@ def demo(out: Path = typer.Option(Path("mgr-demo"), "--out", help="Folder for ev
                             pose_model=str(pose_model) if pose_model else None))
 
 
+@app.command()
+def doctor(pose_model: Optional[Path] = typer.Option(None, "--pose-model", help="Pose model to check."),
+           cameras: int = typer.Option(4, help="Camera indices to try (0..N-1).")) -> None:
+    """Check Python, torch/CUDA, onnxruntime, TensorRT, MediaPipe and the pose model, OpenCV, cameras, caches."""
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+
+    from .doctor import run_checks
+    table = Table(title="mgr doctor")
+    for col in ("check", "status", "found", "what to do"):
+        table.add_column(col)
+    checks = run_checks(str(pose_model) if pose_model else None, cameras)
+    for c in checks:
+        status = "[green]OK[/green]" if c.ok else "[red]FIX[/red]" if c.ok is False else "[yellow]--[/yellow]"
+        table.add_row(c.name, status, escape(c.detail), escape(c.action))
+    Console().print(table)
+    if any(c.ok is False for c in checks):
+        raise typer.Exit(1)
+
+
 def main() -> None:
     app()
 

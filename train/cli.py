@@ -184,8 +184,8 @@ def evaluate(checkpoint: Path = typer.Argument(..., help="A checkpoint (.pt), e.
 
 def report(runs: list[Path] = typer.Argument(..., help="Run folders, e.g. runs/rgb runs/skeleton runs/fusion."),
            out: Path = typer.Option(Path("report"), help="Output folder.")) -> None:
-    """Table 1 (markdown) and accuracy/loss curves (train dashed, val solid) for your runs."""
-    from .report import plot_curves, read_run, table1_markdown, table1_rows
+    """Table 1 (markdown), accuracy/loss curves (train dashed, val solid) and one HTML page for your runs."""
+    from .report import plot_curves, read_run, table1_markdown, table1_rows, write_html
     try:
         loaded = [read_run(r) for r in runs]
     except ValueError as e:
@@ -194,8 +194,9 @@ def report(runs: list[Path] = typer.Argument(..., help="Run folders, e.g. runs/r
     out.mkdir(parents=True, exist_ok=True)
     (out / "table1.md").write_text(md)
     plots = plot_curves(loaded, out)
+    page = write_html(loaded, out / "report.html")
     console.print(md)
-    console.print(f"wrote {out}/table1.md, " + ", ".join(str(p) for p in plots))
+    console.print(f"wrote {out}/table1.md, {page}, " + ", ".join(str(p) for p in plots))
 
 
 def bench_train(data: Optional[Path] = typer.Argument(None, help="Dataset (default: a fresh synthetic set)."),

@@ -279,6 +279,9 @@ def fit(data_root: str, out: str | os.PathLike, cfg: TrainConfig, keypoints_root
     if rank == 0:
         (out / "train_config.json").write_text(json.dumps({**asdict(cfg), "data": str(data_root),
                                                            "keypoints": keypoints_root}, indent=2))
+        from .bench import machine_info
+        (out / "environment.json").write_text(json.dumps({**machine_info(), "world_size": world,
+                                                          "device": str(device)}, indent=2))
     index = scan_dataset(data_root, keypoints_root)
     split = prepare_split(index.clips, out, cfg, split_file)
     train_clips, val_clips = select(index.clips, split, "train"), select(index.clips, split, "val")

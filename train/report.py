@@ -1,6 +1,7 @@
 """Table 1 of the reference report for the user's own runs, and their training curves."""
 from __future__ import annotations
 
+import html
 import json
 import os
 from pathlib import Path
@@ -81,3 +82,63 @@ def plot_curves(runs: list[dict], out: str | os.PathLike) -> list[Path]:
         plt.close(fig)
         paths.append(p)
     return paths
+
+
+def _img_tag(path: Path, alt: str) -> str:
+    import base64
+    data = base64.b64encode(Path(path).read_bytes()).decode()
+    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
+
+
+def _pct(v) -> str:
+    return "no samples" if v is None else f"{100 * v:.1f}"
+
+
+def _per_class_html(ev: dict) -> str:
+    rows = sorted(ev.get("per_class", []), key=lambda c: -c["support"])
+    body = "".join(f"<tr><td>{c['index'] + 1}</td><td>{html.escape(c['name'])}</td><td>{c['support']}</td>"
+                   f"<td>{_pct(c['accuracy'])}</td></tr>" for c in rows)
+    return "<table><tr><th>id</th><th>class</th><th>support</th><th>accuracy (%)</th></tr>" + body + "</table>"
+
+
+def _markdown_table_html(rows: list[dict]) -> str:
+    head = ("<tr><th>run</th><th>modality</th><th>split</th><th>top-1 (%)</th><th>top-5 (%)</th>"
+            "<th>mean class acc. (%)</th><th>train s/epoch</th><th>eval s/epoch</th></tr>")
+    body = "".join(f"<tr><td>{html.escape(r['run'])}</td><td>{r['modality']}</td><td>{r['split']}</td>"
+                   f"<td>{_fmt(r['top1'])}</td><td>{_fmt(r['top5'])}</td><td>{_fmt(r['mean_class_accuracy'])}</td>"
+                   f"<td>{_fmt(r['train_s_per_epoch'], False)}</td><td>{_fmt(r['eval_s_per_epoch'], False)}</td></tr>"
+                   for r in rows)
+    return f"<table>{head}{body}</table>"
+
+
+CSS = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}"
+       "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #bbb;padding:3px 8px;text-align:left}"
+       "img{max-width:100%;border:1px solid #ddd}pre{background:#f4f4f4;padding:8px}")
+
+
+def write_html(runs: list[dict], out: str | os.PathLike) -> Path:
+    """One self-contained page (images inlined): Table 1, curves, confusion matrices, per-class tables,
+    and the environment each run had."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    figs = plot_curves(runs, out.parent / f".{out.stem}-figs")
+    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>mgr report</title><style>{CSS}</style>"
+             "</head><body><h1>mgr report</h1>", "<h2>Table 1</h2>", _markdown_table_html(table1_rows(runs)),
+             "<h2>Curves</h2><p>train dashed, validation solid</p>", *(_img_tag(f, f.stem) for f in figs)]
+    for r in runs:
+        run = Path(r["run"])
+        parts.append(f"<h2>{html.escape(r['name'])}</h2>")
+        for part, ev in r["evals"].items():
+            cm = run / f"confusion_{part}.png"
+            parts.append(f"<h3>{part}: {ev.get('clips', 0)} clips</h3>")
+            if cm.exists():
+                parts.append(_img_tag(cm, f"confusion matrix {r['name']} {part}"))
+            parts.append(_per_class_html(ev))
+        env = run / "environment.json"
+        if env.exists():
+            parts.append(f"<h3>environment</h3><pre>{html.escape(env.read_text())}</pre>")
+    parts.append("</body></html>")
+    tmp = out.with_name(f".{out.name}.tmp")
+    tmp.write_text("\n".join(parts))
+    os.replace(tmp, out)
+    return out

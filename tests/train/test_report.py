@@ -1,0 +1,65 @@
+"""mgr report: Table 1 markdown, curves, and a self-contained HTML page that renders in Chromium."""
+import json
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+
+from mgr.train.evaluate import compute_metrics, plot_confusion, write_json
+from mgr.train.report import plot_curves, read_run, table1_markdown, table1_rows, write_html
+
+
+def _fake_run(root, name, modality, top1):
+    run = root / name
+    run.mkdir(parents=True)
+    rows = [{"epoch": e, "train_loss": 3 - e, "train_top1": 0.1 * e, "val_loss": 3.2 - e, "val_top1": 0.08 * e,
+             "val_top5": 0.3, "train_seconds": 10.0, "eval_seconds": 2.0} for e in range(3)]
+    (run / "log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (run / "train_config.json").write_text(json.dumps({"modality": modality}))
+    (run / "environment.json").write_text(json.dumps({"cpu": "test cpu", "torch": "x"}))
+    names = [f"class {i}" for i in range(32)]
+    labels = np.array([0, 0, 1, 2])
+    logits = np.eye(32, dtype=np.float32)[[0, 1, 1, 2]]
+    ev = compute_metrics(logits, labels, names)
+    ev["top1"] = top1
+    write_json(ev, run / "eval_test.json")
+    plot_confusion(ev, names, run / "confusion_test.png")
+    return run
+
+
+def test_table1_and_curves(tmp_path):
+    runs = [read_run(_fake_run(tmp_path, n, m, t)) for n, m, t in
+            (("rgb", "rgb", 0.4), ("skeleton", "skeleton", 0.3), ("fusion", "fusion", 0.5))]
+    md = table1_markdown(table1_rows(runs))
+    assert "| fusion | fusion | test | 50.00 |" in md and "| rgb | rgb | test | 40.00 |" in md
+    assert "10.0" in md and "2.0" in md                       # train / eval seconds per epoch
+    paths = plot_curves(runs, tmp_path / "out")
+    assert [p.name for p in paths] == ["accuracy.png", "loss.png"] and all(p.stat().st_size > 5000 for p in paths)
+    with pytest.raises(ValueError, match="no log.jsonl"):
+        read_run(tmp_path / "out")
+
+
+def _chromium():
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        if shutil.which(name):
+            return shutil.which(name)
+    return None
+
+
+@pytest.mark.skipif(_chromium() is None, reason="Chromium not installed (Debian package 'chromium')")
+def test_html_report_renders_its_images_in_chromium(tmp_path):
+    runs = [read_run(_fake_run(tmp_path, "fusion", "fusion", 0.5))]
+    page = write_html(runs, tmp_path / "report" / "report.html")
+    text = page.read_text()
+    assert text.count("data:image/png;base64,") == 3        # accuracy, loss, confusion: inlined
+    assert "Touching" not in text and "class 0" in text and "no samples" in text
+    # count the images that decoded with a real size, in a real browser
+    probe = page.with_name("probe.html")
+    probe.write_text(text.replace("</body>", "<script>window.onload=()=>{document.title='ok:'+"
+                                  "[...document.images].filter(i=>i.complete&&i.naturalWidth>100).length}</script></body>"))
+    out = subprocess.run([_chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                          "--disable-component-update", "--disable-sync", "--no-first-run",
+                          f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=3000", "--dump-dom",
+                          probe.as_uri()], capture_output=True, text=True, timeout=120)
+    assert "<title>ok:3</title>" in out.stdout, out.stderr[-2000:]
