@@ -181,6 +181,9 @@ def run_demo_cli(cfg: DemoConfig) -> dict:
 
     from .posemodel import PoseModelError
 
+    from mgr.engines.cli import NOISY_LOGGERS
+    for name in NOISY_LOGGERS:                  # exporter and quantizer log every pass at INFO
+        logging.getLogger(name).setLevel(logging.WARNING)
     console = Console()
     console.rule("[bold]mgr demo[/bold]: SYNTHETIC data; the accuracy below says nothing about iMiGUE")
     cfg.out.mkdir(parents=True, exist_ok=True)

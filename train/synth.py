@@ -41,8 +41,8 @@ class SynthConfig:
 
 def rest_pose(rng: np.random.Generator) -> np.ndarray:
     """A seated upper body, (25, 3) pixels of a 320x180 frame, random placement and scale."""
-    cx, cy = 160 + rng.uniform(-25, 25), 78 + rng.uniform(-8, 8)
-    s = 30 * rng.uniform(0.85, 1.15)  # shoulder half-width, px
+    cx, cy = 160 + rng.uniform(-10, 10), 78 + rng.uniform(-5, 5)
+    s = 30 * rng.uniform(0.92, 1.08)  # shoulder half-width, px
     kp = np.zeros((NUM_JOINTS, 3), dtype=np.float32)
     pts = {"Neck": (0, 0), "Nose": (0, -1.3), "REye": (-0.25, -1.5), "LEye": (0.25, -1.5),
            "REar": (-0.55, -1.35), "LEar": (0.55, -1.35), "RShoulder": (-1, 0.05), "LShoulder": (1, 0.05),
@@ -70,7 +70,7 @@ def animate(label: int, n: int, rng: np.random.Generator) -> np.ndarray:
     out = np.repeat(base[None], n, axis=0)
     for t in range(n):
         u = (t + 1) / n if n > 1 else 1.0
-        reach = min(1.0, 3.0 * u)  # arrives at the target within the first third of the clip
+        reach = min(1.0, 4.0 * u)  # arrives at the target within the first quarter of the clip
         rub = np.array([np.cos(2 * np.pi * freq * u + phase), np.sin(2 * np.pi * freq * u + phase)]) * 0.15 * s
         sway = rng.normal(0, 0.6, size=2)
         for side in hands:
