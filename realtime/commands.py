@@ -30,7 +30,7 @@ from .sources import ImageFolderSource, SourceError, VideoFileSource, open_camer
 log = logging.getLogger(__name__)
 console = Console(stderr=True)
 
-USER_ERRORS = (SourceError, PoseModelError, ValueError, FileNotFoundError)
+USER_ERRORS = (SourceError, PoseModelError, ValueError, OSError)   # OSError: disk full, read-only, missing
 
 
 def _fail(message: str) -> typer.Exit:

@@ -7,6 +7,7 @@ leaves a playable file.
 from __future__ import annotations
 
 import json
+import os
 import logging
 from pathlib import Path
 
@@ -35,16 +36,36 @@ def prediction_record(pred: Prediction, ms: dict | None = None, digits: int = 5)
 
 
 class JsonlSink:
+    """One JSON object per line, flushed per line, so an interrupted run leaves whole lines.
+
+    A failed write (disk full, device gone) truncates the file back to its last whole line
+    and raises an OSError that names the file.
+    """
+
     def __init__(self, path: str | Path):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._fh = open(self.path, "w", encoding="utf-8")
         self.lines = 0
+        self._good = 0            # byte offset after the last whole line
 
     def write(self, record: dict) -> None:
-        self._fh.write(json.dumps(record, separators=(",", ":")) + "\n")
-        self._fh.flush()
+        try:
+            self._fh.write(json.dumps(record, separators=(",", ":")) + "\n")
+            self._fh.flush()
+        except OSError as e:
+            self._rollback()
+            raise OSError(e.errno, f"{self.path}: cannot write predictions ({e.strerror}); "
+                                   f"the file keeps the {self.lines} whole lines written before") from e
+        self._good = self._fh.tell()
         self.lines += 1
+
+    def _rollback(self) -> None:
+        try:
+            self._fh.truncate(self._good)
+            self._fh.close()
+        except OSError:
+            pass
 
     def close(self) -> None:
         if not self._fh.closed:
@@ -69,8 +90,13 @@ class VideoSink:
         if self.size is not None:
             self._open()
 
+    @property
+    def partial_path(self) -> Path:
+        """Frames go here first; the file takes its final name only once finalised and readable."""
+        return self.path.with_name(f".{self.path.stem}.partial.mp4")
+
     def _open(self) -> None:
-        self._writer = cv2.VideoWriter(str(self.path), cv2.VideoWriter_fourcc(*"mp4v"), self.fps, self.size)
+        self._writer = cv2.VideoWriter(str(self.partial_path), cv2.VideoWriter_fourcc(*"mp4v"), self.fps, self.size)
         if not self._writer.isOpened():
             raise ValueError(f"{self.path}: cannot write a video here (is the folder writable?)")
 
@@ -84,6 +110,16 @@ class VideoSink:
         self.frames += 1
 
     def close(self) -> None:
-        if self._writer is not None:
-            self._writer.release()
-            self._writer = None
+        """Finalise the mp4 and give it its final name; a file that does not read back is removed."""
+        if self._writer is None:
+            return
+        self._writer.release()
+        self._writer = None
+        cap = cv2.VideoCapture(str(self.partial_path))
+        readable = cap.isOpened() and cap.read()[0]
+        cap.release()
+        if not readable:
+            self.partial_path.unlink(missing_ok=True)
+            raise OSError(f"{self.path}: the annotated video could not be written (disk full or folder "
+                          f"read-only?); nothing was left under that name")
+        os.replace(self.partial_path, self.path)

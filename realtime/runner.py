@@ -116,9 +116,16 @@ class Outputs:
     log_timings: bool = True            # put stage ms in the JSONL (replay: off, for reproducible files)
 
     def close(self) -> None:
-        for sink in (self.video, self.jsonl):
+        """Close every sink, even when one fails; then raise the first failure."""
+        errors = []
+        for sink in (self.jsonl, self.video):
             if sink is not None:
-                sink.close()
+                try:
+                    sink.close()
+                except OSError as e:
+                    errors.append(e)
+        if errors:
+            raise errors[0]
 
 
 def _draw(frame: Frame, pred: Prediction | None, tally: _Tally, dropped: int, mirror: bool) -> tuple[np.ndarray, float]:

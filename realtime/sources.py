@@ -70,6 +70,7 @@ class VideoFileSource:
         self.frame_count = int(self._cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
         self.size = (int(self._cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(self._cap.get(cv2.CAP_PROP_FRAME_HEIGHT)))
         self.dropped = 0
+        self.lost = 0                     # frames the header announces that could not be decoded
         self.end_reason: str | None = None
         self._index = 0
 
@@ -80,7 +81,10 @@ class VideoFileSource:
         if not ok or image is None:
             if self._index == 0:
                 raise SourceError(f"{self.path}: no decodable frame (corrupt or empty video)")
-            self.end_reason = f"end of video after {self._index} frames"
+            self.lost = max(0, self.frame_count - self._index)
+            self.end_reason = (f"end of video after {self._index} frames" if not self.lost else
+                               f"video ended after {self._index} of the {self.frame_count} frames its header "
+                               f"announces: {self.lost} frames lost (truncated or corrupt file)")
             return None
         ts = float(self._cap.get(cv2.CAP_PROP_POS_MSEC))
         if self.fps > 0 and (ts <= 0 and self._index > 0):

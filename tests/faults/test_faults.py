@@ -1,0 +1,164 @@
+"""Fault suite: inject a fault, check that nothing is lost and the error says what happened."""
+import errno
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from mgr.train.checkpoint import read_checkpoint
+
+REPO = Path(__file__).resolve().parents[2]
+POSE = REPO.parent / "shared" / "models" / "blazepose_full.task"
+MGR = str(Path(sys.executable).with_name("mgr"))
+
+
+@pytest.fixture(scope="module")
+def synth(tmp_path_factory):
+    from mgr.train.synth import SynthConfig, generate
+    return generate(tmp_path_factory.mktemp("faults") / "data", SynthConfig(clips=96, seed=2, max_frames=6))
+
+
+def _train_cmd(data, out, *extra):
+    return [MGR, "train", str(data), "--out", str(out), "--modality", "skeleton", "--epochs", "4",
+            "--batch-size", "4", "--lr", "3e-3", "--workers", "0", "--device", "cpu", "--no-download", *extra]
+
+
+def _env(tmp_path):
+    return {**os.environ, "MGR_HOME": str(tmp_path / "home"), "OMP_NUM_THREADS": "1"}
+
+
+def test_sigkill_mid_epoch_then_resume_ends_where_an_uninterrupted_run_ends(synth, tmp_path):
+    env = _env(tmp_path)
+    subprocess.run(_train_cmd(synth, tmp_path / "full"), check=True, env=env, capture_output=True, timeout=600)
+    proc = subprocess.Popen(_train_cmd(synth, tmp_path / "cut"), env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    log = tmp_path / "cut" / "log.jsonl"
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None:
+        if log.exists() and log.read_text().count("\n") >= 1:
+            break
+        time.sleep(0.01)
+    assert proc.poll() is None, "training ended before it could be killed"
+    proc.send_signal(signal.SIGKILL)                     # mid-way through epoch 2
+    proc.wait()
+    last = read_checkpoint(tmp_path / "cut" / "last.pt")  # the last checkpoint loads
+    assert 1 <= last["training_state"]["epoch"] < 4
+    subprocess.run([MGR, "train", "--resume", str(tmp_path / "cut")], check=True, env=env,
+                   capture_output=True, timeout=600)
+    a = read_checkpoint(tmp_path / "full" / "last.pt")["state_dict"]
+    b = read_checkpoint(tmp_path / "cut" / "last.pt")["state_dict"]
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=0, atol=1e-6, msg=k)
+
+
+def _onnx_set(tmp_path):
+    from mgr.engines.export import export_model
+    from mgr.train.checkpoint import build_metadata
+    from mgr.train.model import FusionConfig, MicroGestureNet
+    from mgr.train.preprocess import KeypointStats
+    net = MicroGestureNet(FusionConfig(modality="skeleton")).eval()
+    meta = build_metadata(net.cfg, [f"c{i}" for i in range(32)], (320, 176), KeypointStats.identity())
+    return export_model(net, meta, tmp_path / "model.onnx")
+
+
+@pytest.mark.parametrize("damage", ["flip", "truncate"])
+def test_damaged_onnx_is_a_clear_error(tmp_path, damage):
+    from mgr.engines.backends import load_backend
+    paths = _onnx_set(tmp_path)
+    data = bytearray(paths.clip.read_bytes())
+    if damage == "flip":
+        data[100:4000] = bytes(b ^ 0xFF for b in data[100:4000])
+    else:
+        data = data[: len(data) // 2]
+    paths.clip.write_bytes(bytes(data))
+    with pytest.raises(Exception) as info:
+        load_backend(paths.clip)
+    assert str(paths.clip) in str(info.value) or paths.clip.name in str(info.value)
+    assert not isinstance(info.value, (SystemError, MemoryError))
+
+
+def test_disk_full_during_export_leaves_no_file(tmp_path, monkeypatch):
+    import onnx
+    from mgr.engines import export as ex
+    real = onnx.save_model
+
+    def full(proto, f, *a, **k):
+        Path(f).write_bytes(b"\0" * 1000)            # part of the file got out...
+        raise OSError(errno.ENOSPC, "No space left on device")
+    monkeypatch.setattr(onnx, "save_model", full)
+    monkeypatch.setattr(ex.onnx, "save_model", full, raising=False)
+    with pytest.raises(OSError, match="No space left"):
+        _onnx_set(tmp_path)
+    monkeypatch.setattr(onnx, "save_model", real)
+    left = [p.name for p in tmp_path.iterdir()]
+    assert not [n for n in left if n.endswith(".onnx")], left  # nothing under a final name
+    assert not [n for n in left if "tmp" in n], left            # and no temporary debris
+
+
+def _avi(path, frames=60, size=(320, 240)):
+    w = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 15.0, size)
+    rng = np.random.default_rng(0)
+    for i in range(frames):
+        img = np.full((size[1], size[0], 3), 90, np.uint8)
+        cv2.circle(img, (40 + 4 * i, 120), 20, (0, 200, 255), -1)
+        img = np.clip(img + rng.integers(0, 20, img.shape), 0, 255).astype(np.uint8)
+        w.write(img)
+    w.release()
+    return path
+
+
+@pytest.fixture(scope="module")
+def skel_ckpt(tmp_path_factory):
+    from mgr.train.checkpoint import build_metadata, save_checkpoint
+    from mgr.train.model import FusionConfig, MicroGestureNet
+    from mgr.train.preprocess import KeypointStats
+    net = MicroGestureNet(FusionConfig(modality="skeleton"))
+    meta = build_metadata(net.cfg, [f"c{i}" for i in range(32)], (320, 176), KeypointStats.identity())
+    return save_checkpoint(tmp_path_factory.mktemp("ck") / "skel.pt", net, meta)
+
+
+def _replay(video, out, jsonl, model, tmp_path):
+    return subprocess.run([MGR, "replay", str(video), "--out", str(out), "--jsonl", str(jsonl), "--model", str(model),
+                           "--pose-model", str(POSE)], env=_env(tmp_path), capture_output=True, text=True, timeout=600)
+
+
+def test_truncated_video_replays_what_is_there_and_counts_lost_frames(tmp_path, skel_ckpt):
+    video = _avi(tmp_path / "in.avi")
+    data = video.read_bytes()
+    video.write_bytes(data[: int(len(data) * 0.6)])         # cut mid-file
+    proc = _replay(video, tmp_path / "out.mp4", tmp_path / "p.jsonl", skel_ckpt, tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    cap = cv2.VideoCapture(str(tmp_path / "out.mp4"))
+    n = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
+    assert cap.read()[0] and 20 <= n < 60                    # playable, holds what was decodable
+    lines = (tmp_path / "p.jsonl").read_text().splitlines()
+    assert len(lines) == n and all(json.loads(x)["frame"] >= 0 for x in lines)
+    assert "frames lost" in proc.stderr + proc.stdout
+
+
+def test_jsonl_on_a_full_disk_is_a_clear_error_with_no_partial_video(tmp_path, skel_ckpt):
+    if not Path("/dev/full").exists():
+        pytest.skip("no /dev/full on this system")
+    video = _avi(tmp_path / "in.avi", frames=20)
+    proc = _replay(video, tmp_path / "out.mp4", "/dev/full", skel_ckpt, tmp_path)
+    assert proc.returncode != 0
+    assert "No space left" in proc.stderr + proc.stdout and "Traceback" not in proc.stderr
+    assert not (tmp_path / "out.mp4").exists() or cv2.VideoCapture(str(tmp_path / "out.mp4")).read()[0]
+    assert not list(tmp_path.glob(".*partial*"))
+
+
+def test_unwritable_video_output_is_a_clear_error(tmp_path, skel_ckpt):
+    video = _avi(tmp_path / "in.avi", frames=10)
+    blocker = tmp_path / "notadir"
+    blocker.write_text("a file where the output folder should be")
+    proc = _replay(video, blocker / "out.mp4", tmp_path / "p.jsonl", skel_ckpt, tmp_path)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "notadir" in proc.stderr + proc.stdout
