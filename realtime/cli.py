@@ -36,7 +36,7 @@ realtime_commands.register(app, bench_app)
 @app.command()
 def demo(out: Path = typer.Option(Path("mgr-demo"), "--out", help="Folder for everything the demo makes."),
          fresh: bool = typer.Option(False, "--fresh", help="Redo every step instead of reusing outputs."),
-         clips: int = typer.Option(320, help="Synthetic clips."), epochs: int = typer.Option(8, help="Training epochs."),
+         clips: int = typer.Option(512, help="Synthetic clips."), epochs: int = typer.Option(10, help="Training epochs."),
          pose_model: Optional[Path] = typer.Option(None, "--pose-model", help="MediaPipe pose .task file.")) -> None:
     """The whole product on SYNTHETIC data: generate, train, evaluate, export, benchmark, replay."""
     from .demo import DemoConfig, run_demo_cli

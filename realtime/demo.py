@@ -25,8 +25,8 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class DemoConfig:
     out: Path = Path("mgr-demo")     # everything goes here
-    clips: int = 320                 # synthetic clips (10 per class)
-    epochs: int = 8                  # brief CPU training
+    clips: int = 512                 # synthetic clips (16 per class)
+    epochs: int = 10                 # brief CPU training
     lr: float = 3e-3                 # higher than the report's 3e-4: few steps, frozen encoder
     fresh: bool = False              # redo every step
     video_seconds: float = 6.0       # length of the generated replay video
@@ -76,7 +76,7 @@ def step_data(cfg: DemoConfig, events) -> Path:
         events("skip", {"step": "synthetic data", "path": str(data)})
         return data
     shutil.rmtree(data, ignore_errors=True)
-    generate(data, SynthConfig(clips=cfg.clips), progress=lambda d, t: events("progress", {"step": "synth", "done": d, "total": t}))
+    generate(data, SynthConfig(clips=cfg.clips, max_frames=6), progress=lambda d, t: events("progress", {"step": "synth", "done": d, "total": t}))
     return data
 
 

@@ -52,7 +52,6 @@ class TrainConfig:
     pretrained: str | None = None         # torchvision resnet18 state_dict path
     allow_download: bool = True           # try torchvision's ImageNet download without --pretrained
     freeze_backbone: bool = False         # keep the ResNet18 encoder fixed (faster on CPU)
-    modality_dropout: float = 0.0         # fusion only: chance per clip of training on the skeleton alone
     cache_dir: str | None = None          # decoded-frame cache folder
     device: str = "auto"                  # auto | cpu | cuda
     reference_size: tuple[int, int] = REFERENCE_SIZE  # skeleton reference frame (w, h)
@@ -127,9 +126,7 @@ def loss_function(cfg: TrainConfig, train_clips, device: torch.device) -> nn.Mod
 
 def build_model(cfg: TrainConfig) -> tuple[MicroGestureNet, str]:
     check_modality(cfg.modality)
-    if not 0.0 <= cfg.modality_dropout < 1.0:
-        raise ValueError(f"modality dropout must be in [0, 1), got {cfg.modality_dropout}")
-    model = MicroGestureNet(FusionConfig(modality=cfg.modality, modality_dropout=cfg.modality_dropout))
+    model = MicroGestureNet(FusionConfig(modality=cfg.modality))
     source = load_imagenet_weights(model, cfg.pretrained, cfg.allow_download)
     if cfg.freeze_backbone and model.rgb is not None:
         model.rgb.encoder.requires_grad_(False)

@@ -50,7 +50,6 @@ class FusionConfig:
     hidden: int = 512                              # head hidden width (640 -> 512 -> 32)
     dropout: float = 0.3                           # head dropout
     attention_hidden: int = 128                    # temporal-attention scoring MLP width
-    modality_dropout: float = 0.0                  # train only: chance a clip's RGB features are zeroed (ModDrop)
     stgcn: STGCNConfig = field(default_factory=STGCNConfig)
 
     def to_dict(self) -> dict:
@@ -209,13 +208,7 @@ class MicroGestureNet(nn.Module):
         """The clip head: cached (N, T, 512) frame features and/or (N, 3, T, 25) skeleton -> (N, 32)."""
         parts = []
         if self.rgb is not None:
-            rgb = self.rgb.aggregate(frame_feats)                       # (N, 512)
-            if self.training and self.skeleton is not None and self.cfg.modality_dropout > 0:
-                # ModDrop (Neverova et al., TPAMI 2016): some clips train the head on the
-                # skeleton alone, so the fusion cannot lean on one stream only.
-                keep = torch.rand(rgb.shape[0], 1, device=rgb.device) >= self.cfg.modality_dropout
-                rgb = rgb * keep
-            parts.append(rgb)
+            parts.append(self.rgb.aggregate(frame_feats))             # (N, 512)
         if self.skeleton is not None:
             parts.append(self.skeleton.forward_features(skeleton))
         return self.head(torch.cat(parts, dim=1))   # (N, 640 | 512 | 128) -> (N, 32)

@@ -57,14 +57,14 @@ def test_resume_after_interruption_matches_uninterrupted_run(synth_data, tmp_pat
 @pytest.mark.slow
 def test_synthetic_data_is_learnable_by_fusion(tmp_path_factory):
     from mgr.train.synth import SynthConfig, generate
-    data = generate(tmp_path_factory.mktemp("learn") / "d", SynthConfig(clips=256, seed=5, max_frames=8))
+    data = generate(tmp_path_factory.mktemp("learn") / "d", SynthConfig(clips=512, seed=5, max_frames=6))
     rows = []
     fit(str(data), tmp_path_factory.mktemp("run") / "r",
-        TrainConfig(modality="fusion", epochs=8, lr=3e-3, freeze_backbone=True, workers=2, device="cpu",
+        TrainConfig(modality="fusion", epochs=10, lr=3e-3, freeze_backbone=True, workers=2, device="cpu",
                     allow_download=False),
         callback=lambda k, d: rows.append(d) if k == "epoch" else None)
     best = max(r["val_top1"] for r in rows)
-    assert best > 3 / 32, f"fusion val top-1 {best:.3f} is not well above chance (1/32)"
+    assert best > 4 / 32, f"fusion val top-1 {best:.3f} is not well above chance (1/32)"
 
 
 def test_torchrun_two_processes_agree(synth_data, tmp_path):
