@@ -45,7 +45,6 @@ class QuantConfig:
     per_channel: bool = True          # one weight scale per output channel
     calibrate_method: str = "minmax"  # minmax | entropy | percentile (onnxruntime calibrators)
     max_samples: int = 256            # calibration inputs per graph (frames for the encoder, clips otherwise)
-    fp32_tail: int = 0                # encoder: keep the last N Conv layers and all after them in FP32
 
     def __post_init__(self) -> None:
         if self.target not in TARGETS:
@@ -53,8 +52,8 @@ class QuantConfig:
         if self.calibrate_method not in CALIBRATION_METHODS:
             raise ValueError(f"unknown calibration method {self.calibrate_method!r}; "
                              f"choose one of {', '.join(CALIBRATION_METHODS)}")
-        if self.max_samples < 1 or self.fp32_tail < 0:
-            raise ValueError(f"need max_samples >= 1 and fp32_tail >= 0, got {self.max_samples}, {self.fp32_tail}")
+        if self.max_samples < 1:
+            raise ValueError(f"max_samples must be >= 1, got {self.max_samples}")
 
 
 def calibration_feeds(role: str, inputs: tuple[TensorSpec, ...], data: CalibrationData,
@@ -98,19 +97,6 @@ def _reader(feeds: Iterator[dict[str, np.ndarray]]):
     return _Reader()
 
 
-def tail_nodes(model: onnx.ModelProto, convs: int) -> list[str]:
-    """Names of the last ``convs`` Conv nodes and every node after them (graph order is
-    topological). Keeping them FP32 spares the final feature map, where INT8 error is
-    amplified most by the per-channel feature standardisation that follows."""
-    if convs <= 0:
-        return []
-    conv_at = [i for i, n in enumerate(model.graph.node) if n.op_type == "Conv"]
-    if not conv_at:
-        return []
-    start = conv_at[-min(convs, len(conv_at))]
-    return [n.name for n in model.graph.node[start:]]
-
-
 def quantize_graph(src: Path, dst: Path, data: CalibrationData, cfg: QuantConfig) -> None:
     """Static QDQ quantization of one FP32 graph into ``dst`` (not atomic; see quantize_set)."""
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
@@ -120,7 +106,6 @@ def quantize_graph(src: Path, dst: Path, data: CalibrationData, cfg: QuantConfig
     prepared = dst.with_name(dst.stem + ".prep.onnx")
     quant_pre_process(os.fspath(src), os.fspath(prepared), skip_symbolic_shape=False)
     tensorrt = cfg.target == "tensorrt"
-    exclude = tail_nodes(onnx.load(os.fspath(prepared)), cfg.fp32_tail) if info.role == "encoder" else []
     method = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
               "percentile": CalibrationMethod.Percentile}[cfg.calibrate_method]
     quantize_static(os.fspath(prepared), os.fspath(dst),
@@ -128,7 +113,6 @@ def quantize_graph(src: Path, dst: Path, data: CalibrationData, cfg: QuantConfig
                     quant_format=QuantFormat.QDQ, per_channel=cfg.per_channel,
                     activation_type=QuantType.QInt8 if tensorrt else QuantType.QUInt8,
                     weight_type=QuantType.QInt8, calibrate_method=method, op_types_to_quantize=list(OP_TYPES),
-                    nodes_to_exclude=exclude,
                     extra_options={"ActivationSymmetric": tensorrt, "WeightSymmetric": True})
     prepared.unlink(missing_ok=True)
 

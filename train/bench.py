@@ -36,6 +36,39 @@ def bench_train(data: str, modalities: list[str], steps: int, batch_size: int, w
     return results
 
 
+def bench_loader(data: str, batches: int, batch_size: int, workers: int, epochs: int = 3) -> list[dict]:
+    """Clips/s of the RGB data pipeline alone (decode, resize, crop, normalise), with and without
+    the decoded-frame cache: what a GPU-fed model waits for. Epoch 1 fills the cache."""
+    from torch.utils.data import DataLoader
+
+    from .data import ClipDataset, DatasetConfig, scan_dataset
+    from .preprocess import KeypointStats
+    import time
+    clips = scan_dataset(data).clips
+    out = []
+    for cached in (False, True):
+        tmp = Path(tempfile.mkdtemp(prefix="mgr-bench-cache-"))
+        try:
+            cfg = DatasetConfig(True, False, True, KeypointStats.identity(), cache_dir=str(tmp) if cached else None)
+            ds = ClipDataset(clips, cfg)
+            speeds = []
+            for epoch in range(epochs):
+                ds.set_epoch(epoch)
+                loader = DataLoader(ds, batch_size=batch_size, shuffle=False, num_workers=workers)
+                t0, n = time.perf_counter(), 0
+                for i, batch in enumerate(loader):
+                    if i >= batches:
+                        break
+                    n += len(batch["label"])
+                speeds.append(n / (time.perf_counter() - t0))
+            later = sorted(speeds[1:]) or speeds
+            out.append({"frame_cache": cached, "clips_per_s_median": later[len(later) // 2],
+                        "clips_per_s_all": speeds, "batches": batches, "batch_size": batch_size, "workers": workers})
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return out
+
+
 def machine_info() -> dict:
     cpu = platform.processor()
     try:
