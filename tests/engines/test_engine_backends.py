@@ -107,3 +107,13 @@ def test_artifact_naming():
 def test_engine_without_tensorrt_says_how_to_install(tmp_path):
     with pytest.raises(MissingRuntimeError, match=r"pip install 'mgr\[trt\]'"):
         load_backend(tmp_path / "model.engine")
+
+
+def test_onnxruntime_sessions_do_not_spin_and_the_head_runs_on_one_thread(ort_backends):
+    # alternating encoder/head sessions with spinning pools halved the streaming step rate
+    backend = ort_backends["fusion"]
+    for graph in (backend.encoder, backend.head):
+        opts = graph.session.get_session_options()
+        assert opts.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+    assert backend.encoder.session.get_session_options().intra_op_num_threads == 2
+    assert backend.head.session.get_session_options().intra_op_num_threads == 1

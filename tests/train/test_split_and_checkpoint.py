@@ -1,3 +1,4 @@
+import os
 import pickle
 
 import numpy as np
@@ -91,3 +92,13 @@ def test_corrupt_truncated_and_foreign_checkpoints(tmp_path):
         read_checkpoint(tmp_path / "other.pt")
     with pytest.raises(CheckpointError, match="not found"):
         read_checkpoint(tmp_path / "missing.pt")
+
+
+def test_garbage_file_is_called_corrupt_and_checkpoints_get_normal_permissions(tmp_path):
+    (tmp_path / "junk.pt").write_bytes(b"\x80\x04garbage" * 100)
+    with pytest.raises(CheckpointError, match="junk.pt: not a readable checkpoint"):
+        read_checkpoint(tmp_path / "junk.pt")
+    path, _ = _save(tmp_path)
+    umask = os.umask(0)
+    os.umask(umask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~umask, "the mode any file the user writes gets, not 0600"
