@@ -50,7 +50,7 @@ def test_export_onnx_cli_missing_folder_and_bad_checkpoint(app, tmp_path, checkp
     assert r.exit_code == 1 and "does not exist" in flat(r.output)
     (tmp_path / "bad.pt").write_bytes(b"garbage")
     r = CliRunner().invoke(app, ["export-onnx", str(tmp_path / "bad.pt"), "--out", str(tmp_path / "s.onnx")])
-    assert r.exit_code == 1 and "bad.pt" in flat(r.output) and "not loaded" in flat(r.output)
+    assert r.exit_code == 1 and "bad.pt" in flat(r.output) and "not a readable checkpoint" in flat(r.output)
 
 
 def test_int8_export_calibrated_on_a_dataset_folder(app, tmp_path, checkpoints, synth_data):
