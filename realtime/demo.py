@@ -5,6 +5,10 @@ and INT8) -> benchmark them -> replay a short video of a real person through the
 loop. Every step writes into one folder and is skipped on a second run when its output
 is there (``fresh`` redoes everything). The data is synthetic: the accuracy says nothing
 about iMiGUE.
+
+The demo is the one realtime module that drives training (``mgr.train.fit``), lazily,
+inside its steps: it orchestrates the whole product. The live loop itself (pipeline,
+runner, sources, pose) reads models only through an engines backend; a test holds it to that.
 """
 from __future__ import annotations
 
@@ -227,7 +231,7 @@ def _print_demo_summary(console, cfg: DemoConfig, best: Path, results: dict, Tab
     ev = results["evaluate"]
     t = Table(title="mgr demo: what was made (SYNTHETIC data)")
     t.add_column("what")
-    t.add_column("where")
+    t.add_column("where", overflow="fold")
     t.add_column("headline")
     t.add_row("synthetic iMiGUE", str(cfg.out / "data"), f"{cfg.clips} clips, 32 classes")
     t.add_row("fusion model", str(best), f"test top-1 {100 * ev['top1']:.1f}%, top-5 {100 * ev['top5']:.1f}% (chance 3.1%)")
