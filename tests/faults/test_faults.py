@@ -162,3 +162,27 @@ def test_unwritable_video_output_is_a_clear_error(tmp_path, skel_ckpt):
     proc = _replay(video, blocker / "out.mp4", tmp_path / "p.jsonl", skel_ckpt, tmp_path)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "notadir" in proc.stderr + proc.stdout
+
+
+@pytest.mark.parametrize("command", ["live", "replay"])
+def test_sigint_finalises_the_mp4_and_leaves_whole_jsonl_lines(tmp_path, skel_ckpt, command):
+    video = _avi(tmp_path / "in.avi", frames=150)           # 10 s at 15 fps: still running when interrupted
+    out, jsonl = tmp_path / "out.mp4", tmp_path / "p.jsonl"
+    args = ([MGR, "live", "--video", str(video), "--headless", "--save", str(out)] if command == "live"
+            else [MGR, "replay", str(video), "--out", str(out)])
+    proc = subprocess.Popen(args + ["--jsonl", str(jsonl), "--model", str(skel_ckpt), "--pose-model", str(POSE)],
+                            env=_env(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        if jsonl.exists() and jsonl.read_text().count("\n") >= 5:
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, "the run ended before it could be interrupted"
+    proc.send_signal(signal.SIGINT)                         # Ctrl-C
+    _, err = proc.communicate(timeout=60)
+    assert "Traceback" not in err, err[-2000:]
+    cap = cv2.VideoCapture(str(out))
+    assert cap.read()[0] and 0 < int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) < 150   # finalised, playable, partial
+    text = jsonl.read_text()
+    assert text.endswith("\n") and all(json.loads(line) for line in text.splitlines())
+    assert not list(tmp_path.glob(".*partial*"))
