@@ -62,7 +62,11 @@ class OrtGraph:
         if providers[0] not in ort.get_available_providers():
             raise ValueError(f"device {device!r}: onnxruntime here offers {ort.get_available_providers()}; "
                              f"install onnxruntime-gpu for CUDA or use device 'cpu'")
-        self.session = ort.InferenceSession(os.fspath(path), session_options(threads), providers=providers)
+        try:
+            self.session = ort.InferenceSession(os.fspath(path), session_options(threads), providers=providers)
+        except Exception as e:  # noqa: BLE001 - onnxruntime raises its own classes (InvalidProtobuf, Fail, ...)
+            raise ArtifactError(f"{path}: onnxruntime cannot load this {role} graph (truncated or corrupt? "
+                                f"export it again with mgr export-onnx): {e}") from e
         self.metadata, self.info = decode_props(self.session.get_modelmeta().custom_metadata_map, path)
         if self.info.role != role:
             raise ArtifactError(f"{path}: expected the {role} graph, found the {self.info.role} graph")

@@ -19,6 +19,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
+from mgr.engines.backends import MissingRuntimeError
 from mgr.train.registry import latest_model
 
 from .extract import ExtractConfig, plan_extract, run_extract
@@ -30,7 +31,9 @@ from .sources import ImageFolderSource, SourceError, VideoFileSource, open_camer
 log = logging.getLogger(__name__)
 console = Console(stderr=True)
 
-USER_ERRORS = (SourceError, PoseModelError, ValueError, OSError)   # OSError: disk full, read-only, missing
+# ValueError covers artifact, checkpoint and dataset errors; OSError disk full, read-only, missing files;
+# MissingRuntimeError an .engine without tensorrt (or .onnx without onnxruntime).
+USER_ERRORS = (SourceError, PoseModelError, ValueError, OSError, MissingRuntimeError)
 
 
 def _fail(message: str) -> typer.Exit:

@@ -156,7 +156,11 @@ def run_replay(source, recognizer: Recognizer, cfg: LiveConfig, outputs: Outputs
             new = next_due is None or frame.timestamp_ms >= next_due - 1e-6
             if new:
                 pred = recognizer.step(frame)
-                next_due = frame.timestamp_ms + period_ms
+                # a fixed grid of file time (0, 100, 200 ms at 10/s), re-anchored only when a
+                # gap in the file leaves it more than a period behind
+                if next_due is None or frame.timestamp_ms - next_due >= period_ms:
+                    next_due = frame.timestamp_ms
+                next_due += period_ms
                 tally.add_step(pred)
             image, draw_ms = _draw(frame, pred, tally, source.dropped, cfg.mirror)
             tally.add_frame(capture_ms, draw_ms)

@@ -9,7 +9,6 @@ overwrites before the loop takes them are counted as dropped.
 from __future__ import annotations
 
 import logging
-import re
 import threading
 import time
 from dataclasses import dataclass
@@ -18,6 +17,8 @@ from typing import Callable, Protocol
 
 import cv2
 import numpy as np
+
+from mgr.train.data import natural_key  # one natural sort for datasets and image folders
 
 log = logging.getLogger(__name__)
 
@@ -48,9 +49,6 @@ class FrameSource(Protocol):
     def close(self) -> None: ...
 
 
-def natural_key(path: Path) -> list:
-    """Sort "2.jpg" before "10.jpg" (a text sort scrambles frame order)."""
-    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", path.name)]
 
 
 # ----------------------------------------------------------------------------- files

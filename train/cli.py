@@ -124,11 +124,15 @@ def train(data: Optional[Path] = typer.Argument(None, help="Dataset folder (not 
         cfg_file = resume / "train_config.json"
         if not cfg_file.exists():
             _fail(f"{resume}: nothing to resume (no train_config.json)")
-        saved = json.loads(cfg_file.read_text())
-        data, keypoints = Path(saved.pop("data")), saved.pop("keypoints", None)
-        names = {f.name for f in fields(TrainConfig)}
-        saved["reference_size"] = tuple(saved["reference_size"])
-        cfg, out = TrainConfig(**{k: v for k, v in saved.items() if k in names}), resume
+        try:
+            saved = json.loads(cfg_file.read_text())
+            data, keypoints = Path(saved.pop("data")), saved.pop("keypoints", None)
+            names = {f.name for f in fields(TrainConfig)}
+            saved["reference_size"] = tuple(saved["reference_size"])
+            cfg = TrainConfig(**{k: v for k, v in saved.items() if k in names})
+        except (json.JSONDecodeError, KeyError, TypeError, AttributeError) as e:
+            _fail(f"{cfg_file}: not a readable training configuration ({e})")
+        out = resume
     else:
         if data is None:
             _fail("give a dataset folder, or --resume RUN/")
@@ -147,7 +151,7 @@ def train(data: Optional[Path] = typer.Argument(None, help="Dataset folder (not 
         console.print(f"[yellow]interrupted.[/yellow] The last finished epoch is in {out}/last.pt; "
                       f"continue with: mgr train --resume {out}")
         raise typer.Exit(130)
-    except ValueError as e:
+    except (ValueError, FloatingPointError, OSError) as e:   # CheckpointError and DatasetError are ValueErrors
         _fail(str(e))
     record_model(Path(out) / "best.pt", "train")
     console.print(f"best val top-1 {100 * result['best_val_top1']:.1f}% at epoch {result['best_epoch'] + 1}; "

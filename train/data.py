@@ -16,6 +16,7 @@ import os
 import re
 from collections import Counter
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 
 import cv2
@@ -36,6 +37,11 @@ LAYOUTS = ("image-level", "clip-folders", "official")
 OFFICIAL_FRAME_SIZE = (1280, 720)   # iMiGUE videos; the size its OpenPose ran on
 OFFICIAL_FPS = 25.0
 _FRAME_RE = re.compile(r"^(?P<clip>.+)\.(?P<frame>\d+)$")
+
+
+def natural_key(path: Path) -> list:
+    """Sort "frame_2.jpg" before "frame_10.jpg" (a text sort scrambles frame order)."""
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", Path(path).name)]
 
 
 class DatasetError(ValueError):
@@ -167,9 +173,8 @@ def _scan_images(root: Path, kp_root: Path | None, layout: str) -> DatasetIndex:
             for c in d.iterdir():
                 if not c.is_dir():
                     continue
-                frames = [p for p in c.iterdir() if p.suffix.lower() in IMAGE_EXTS]
-                groups[c.name] = [(int(p.stem) if p.stem.isdigit() else i, p)
-                                  for i, p in enumerate(sorted(frames, key=lambda q: q.stem))]
+                frames = sorted((p for p in c.iterdir() if p.suffix.lower() in IMAGE_EXTS), key=natural_key)
+                groups[c.name] = list(enumerate(frames))
         if not groups:
             problems.append(f"{d}: empty class folder (class {d.name})")
         for clip, frames in sorted(groups.items()):
@@ -192,6 +197,18 @@ def _find_video(root: Path, video_id: str) -> str | None:
     return None
 
 
+@lru_cache(maxsize=None)
+def _video_geometry(path: str) -> tuple[tuple[int, int], float]:
+    """(w, h) and fps of a video: keypoints extracted from a resized copy are in its pixels."""
+    cap = cv2.VideoCapture(path)
+    try:
+        w, h = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
+        fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
+    finally:
+        cap.release()
+    return ((w, h) if w > 0 and h > 0 else OFFICIAL_FRAME_SIZE), (fps if fps > 0 else OFFICIAL_FPS)
+
+
 def _scan_official(root: Path, kp_root: Path | None) -> DatasetIndex:
     csv_path = _find_label_csv(root)
     skel = kp_root or root / "skeleton"
@@ -212,9 +229,10 @@ def _scan_official(root: Path, kp_root: Path | None) -> DatasetIndex:
             template = str(skel / vid / f"{vid}_{{frame:012d}}{KEYPOINTS_SUFFIX}")
             if vid not in videos:
                 videos[vid] = _find_video(root, vid)
+            size, fps = _video_geometry(videos[vid]) if videos[vid] else (OFFICIAL_FRAME_SIZE, OFFICIAL_FPS)
             clips.append(ClipRecord(f"{vid}/{row.get('label_id', line_no)}", label, subject=subject,
                                     video=videos[vid], frame_range=(start, end), keypoint_template=template,
-                                    source_size=OFFICIAL_FRAME_SIZE, fps=OFFICIAL_FPS))
+                                    source_size=size, fps=fps))
     return DatasetIndex(str(root), "official", clips, problems)
 
 
@@ -271,14 +289,18 @@ class FrameCache:
         key = self._key(path)
         try:
             return np.load(key)
-        except (OSError, ValueError):
+        except (OSError, ValueError, EOFError):   # absent, or damaged: rebuild the entry
             pass
         img = resize_short_side(read_image_rgb(path))
         key.parent.mkdir(exist_ok=True)
         tmp = key.with_name(f".{key.name}.{os.getpid()}.tmp")
-        with open(tmp, "wb") as fh:
-            np.save(fh, img)
-        os.replace(tmp, key)
+        try:
+            with open(tmp, "wb") as fh:
+                np.save(fh, img)
+            os.replace(tmp, key)
+        except OSError as e:                      # a full cache disk must not stop training
+            tmp.unlink(missing_ok=True)
+            log.warning("frame cache: cannot write %s (%s); continuing without caching it", key, e)
         return img
 
 
@@ -381,10 +403,9 @@ class ClipDataset(torch.utils.data.Dataset):
     def _frames(self, rec: ClipRecord, idx) -> list[np.ndarray]:
         if rec.frames:
             paths = [rec.frames[i] for i in idx]
-            if self.cache is not None:
-                return [self.cache.get(p) for p in paths]
+            load = self.cache.get if self.cache is not None else (lambda p: resize_short_side(read_image_rgb(p)))
             try:
-                return [resize_short_side(read_image_rgb(p)) for p in paths]
+                return [load(p) for p in paths]
             except ValueError as e:
                 raise ValueError(f"{e} (clip {rec.clip_id}); run `mgr check-data` to list every bad file") from e
         return [resize_short_side(f) for f in read_video_frames_rgb(rec.video, [rec.frame_id(int(i)) for i in idx])]

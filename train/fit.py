@@ -23,7 +23,7 @@ import torch.distributed as dist
 import torch.nn as nn
 from torch.utils.data import DataLoader, DistributedSampler, RandomSampler, WeightedRandomSampler
 
-from .checkpoint import build_metadata, read_checkpoint, save_checkpoint
+from .checkpoint import CheckpointError, atomic_write_bytes, build_metadata, read_checkpoint, save_checkpoint
 from .classes import NUM_CLASSES, class_names
 from .data import ClipDataset, DatasetConfig, fit_keypoint_stats, median_clip_seconds, scan_dataset
 from .evaluate import compute_metrics, forward_batch, predict_loader, topk_correct
@@ -211,6 +211,11 @@ def train_one_epoch(model, loader, optimizer, criterion, scaler, device, cfg, ca
             "train_seconds": secs, "train_clips_per_s": n / max(1e-9, secs), "train_clips": n}
 
 
+def _write_json(path: Path, obj: dict) -> None:
+    text = json.dumps(obj, indent=2)
+    atomic_write_bytes(path, lambda tmp: Path(tmp).write_text(text))
+
+
 def _append_log(out: Path, row: dict) -> None:
     with open(out / "log.jsonl", "a") as fh:
         fh.write(json.dumps(row) + "\n")
@@ -241,8 +246,11 @@ class RunState:
 
 def _resume(out: Path, model, optimizer, scheduler, scaler) -> tuple[RunState, KeypointStats | None]:
     payload = read_checkpoint(out / "last.pt")
+    ts = payload.get("training_state")
+    if not isinstance(ts, dict) or not {"epoch", "optimizer", "scheduler", "best_top1", "best_epoch"} <= set(ts):
+        raise CheckpointError(f"{out / 'last.pt'}: holds no training state (a best.pt copied over it?); "
+                              "cannot resume this run")
     model.load_state_dict(payload["state_dict"])
-    ts = payload.get("training_state") or {}
     optimizer.load_state_dict(ts["optimizer"])
     scheduler.load_state_dict(ts["scheduler"])
     if ts.get("scaler"):
@@ -276,12 +284,10 @@ def fit(data_root: str, out: str | os.PathLike, cfg: TrainConfig, keypoints_root
     if not resume and (out / "last.pt").exists():
         raise ValueError(f"{out}: already holds a run (last.pt); pass --resume to continue it or choose another --out")
     torch.manual_seed(cfg.seed)
-    if rank == 0:
-        (out / "train_config.json").write_text(json.dumps({**asdict(cfg), "data": str(data_root),
-                                                           "keypoints": keypoints_root}, indent=2))
+    if rank == 0 and not resume:
+        _write_json(out / "train_config.json", {**asdict(cfg), "data": str(data_root), "keypoints": keypoints_root})
         from .bench import machine_info
-        (out / "environment.json").write_text(json.dumps({**machine_info(), "world_size": world,
-                                                          "device": str(device)}, indent=2))
+        _write_json(out / "environment.json", {**machine_info(), "world_size": world, "device": str(device)})
     index = scan_dataset(data_root, keypoints_root)
     split = prepare_split(index.clips, out, cfg, split_file)
     train_clips, val_clips = select(index.clips, split, "train"), select(index.clips, split, "val")
@@ -331,7 +337,6 @@ def fit(data_root: str, out: str | os.PathLike, cfg: TrainConfig, keypoints_root
         state.epoch = epoch + 1
         if rank == 0:
             _save_epoch(out, model, meta_args, row, state, optimizer, scheduler, scaler, improved)
-            _append_log(out, row)
         if world > 1:
             dist.barrier()
         if callback:
@@ -356,11 +361,14 @@ def _record_rank_agreement(model: nn.Module, out: Path, rank: int, world: int) -
 
 
 def _save_epoch(out, model, meta_args, row, state, optimizer, scheduler, scaler, improved) -> None:
+    """best.pt, then the log row, then last.pt: the resume point is written last, so a crash
+    anywhere in between re-runs the epoch and rewrites the same best.pt and log row."""
     metrics = {k: v for k, v in row.items() if isinstance(v, (int, float)) and not (isinstance(v, float) and math.isnan(v))}
     meta = build_metadata(**meta_args, metrics=metrics)
+    if improved:
+        save_checkpoint(out / "best.pt", model, meta)
+    _append_log(out, row)
     training_state = {"epoch": state.epoch, "best_top1": state.best_top1, "best_epoch": state.best_epoch,
                       "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                       "scaler": scaler.state_dict() if scaler.is_enabled() else {}}
     save_checkpoint(out / "last.pt", model, meta, training_state)
-    if improved:
-        save_checkpoint(out / "best.pt", model, meta)

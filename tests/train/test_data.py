@@ -75,10 +75,13 @@ def test_numeric_class_folder_sort_and_clip_folders(tmp_path):
         for f in (1, 2, 11):
             _img(tmp_path / cls / "clipA" / f"{f}.jpg")
         write_openpose_json(tmp_path / cls / "clipA" / "1_keypoints.json", [_kp()])
+    for f in (1, 2, 10):
+        _img(tmp_path / "3" / "clipB" / f"frame_{f}.jpg")          # ffmpeg-style names
     idx = scan_dataset(tmp_path)
     assert idx.layout == "clip-folders"
-    assert [c.label for c in idx.clips] == [1, 9]   # "2" before "10": numeric, not text, order
+    assert [c.label for c in idx.clips] == [1, 2, 9]   # "2", "3" before "10": numeric, not text, order
     assert [p.split("/")[-1] for p in idx.clips[0].frames] == ["1.jpg", "2.jpg", "11.jpg"]
+    assert [p.split("/")[-1] for p in idx.clips[1].frames] == ["frame_1.jpg", "frame_2.jpg", "frame_10.jpg"]
 
 
 def test_parallel_keypoint_tree(tmp_path):
