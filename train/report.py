@@ -121,10 +121,13 @@ def write_html(runs: list[dict], out: str | os.PathLike) -> Path:
     and the environment each run had."""
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    figs = plot_curves(runs, out.parent / f".{out.stem}-figs")
+    import shutil
+    fig_dir = out.parent / f".{out.stem}-figs"
+    figs = plot_curves(runs, fig_dir)
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>mgr report</title><style>{CSS}</style>"
              "</head><body><h1>mgr report</h1>", "<h2>Table 1</h2>", _markdown_table_html(table1_rows(runs)),
              "<h2>Curves</h2><p>train dashed, validation solid</p>", *(_img_tag(f, f.stem) for f in figs)]
+    shutil.rmtree(fig_dir, ignore_errors=True)          # inlined: the page stands alone
     for r in runs:
         run = Path(r["run"])
         parts.append(f"<h2>{html.escape(r['name'])}</h2>")
