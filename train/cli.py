@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import fields
 from pathlib import Path
 from typing import Optional
@@ -153,6 +154,8 @@ def train(data: Optional[Path] = typer.Argument(None, help="Dataset folder (not 
         raise typer.Exit(130)
     except (ValueError, FloatingPointError, OSError) as e:   # CheckpointError and DatasetError are ValueErrors
         _fail(str(e))
+    if os.environ.get("RANK", "0") != "0":      # under torchrun only rank 0 reports and records
+        return
     record_model(Path(out) / "best.pt", "train")
     console.print(f"best val top-1 {100 * result['best_val_top1']:.1f}% at epoch {result['best_epoch'] + 1}; "
                   f"checkpoints in {out} (best.pt, last.pt). Next: mgr evaluate {out}/best.pt {data}")

@@ -24,7 +24,7 @@ def record_model(path: str | os.PathLike, kind: str) -> None:
     """Remember ``path`` as the newest model (``kind``: "train", "demo", "export", ...)."""
     f = _latest_file()
     f.parent.mkdir(parents=True, exist_ok=True)
-    tmp = f.with_suffix(".tmp")
+    tmp = f.with_name(f".{f.name}.{os.getpid()}.tmp")   # unique: several processes may record at once
     tmp.write_text(json.dumps({"path": str(Path(path).resolve()), "kind": kind, "time": time.time()}))
     os.replace(tmp, f)
 
