@@ -23,7 +23,7 @@ from mgr.engines.backends import MissingRuntimeError
 from mgr.train.registry import latest_model
 
 from .extract import ExtractConfig, plan_extract, run_extract
-from .pipeline import LiveConfig, Recognizer
+from .pipeline import LiveConfig
 from .pose import PoseConfig, PoseEstimator, PoseStage
 from .posemodel import PoseModelError, resolve_pose_model
 from .sources import ImageFolderSource, SourceError, VideoFileSource, open_camera, open_stream
@@ -63,21 +63,10 @@ def _resolve_model(model: Optional[Path]) -> Path:
     return newest
 
 
-@contextmanager
 def _recognizer(model: Optional[Path], pose_model: Optional[Path], num_poses: int, threads: int, cfg: LiveConfig):
-    """The loop's Recognizer over an engines backend and a VIDEO-mode pose stage; closes both."""
-    from mgr.engines.backends import load_backend  # realtime -> engines, never upward
-
-    backend = load_backend(_resolve_model(model), device="cpu", threads=threads)
-    stage = PoseStage(PoseEstimator(PoseConfig(resolve_pose_model(pose_model), mode="video", num_poses=num_poses)))
-    try:
-        recognizer = Recognizer(backend, stage, cfg)
-        try:
-            yield recognizer
-        finally:
-            recognizer.close()
-    finally:
-        stage.close()
+    """Resolve the model and pose model as the CLI documents, then open the loop's Recognizer."""
+    from .runner import open_recognizer
+    return open_recognizer(_resolve_model(model), resolve_pose_model(pose_model), num_poses, threads, cfg)
 
 
 def _print_summary(summary, title: str) -> None:

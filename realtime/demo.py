@@ -143,13 +143,10 @@ def step_bench(cfg: DemoConfig, models: list[Path], data: Path, best: Path) -> d
 
 def step_replay(cfg: DemoConfig, model: Path, events) -> dict:
     """Replay the generated video through the live loop: annotated mp4 + JSONL. Needs a pose model."""
-    from mgr.engines.backends import load_backend
-
     from .outputs import JsonlSink, VideoSink
-    from .pipeline import LiveConfig, Recognizer
-    from .pose import PoseConfig, PoseEstimator, PoseStage
+    from .pipeline import LiveConfig
     from .posemodel import resolve_pose_model
-    from .runner import Outputs, run_replay
+    from .runner import Outputs, open_recognizer, run_replay
     from .sources import VideoFileSource
 
     pose_path = resolve_pose_model(cfg.pose_model)       # PoseModelError (with what to do) when offline
@@ -157,20 +154,14 @@ def step_replay(cfg: DemoConfig, model: Path, events) -> dict:
         else cfg.out / "input.mp4"
     live_cfg = LiveConfig(inference_fps=None)
     source = VideoFileSource(video)
-    backend = load_backend(model, threads=1)
-    stage = PoseStage(PoseEstimator(PoseConfig(pose_path, mode="video", num_poses=1)))
     try:
-        recognizer = Recognizer(backend, stage, live_cfg)
-        outputs = Outputs(VideoSink(cfg.out / "replay.mp4", source.fps or 15.0, source.size),
-                          JsonlSink(cfg.out / "replay.jsonl"), False)
-        try:
+        with open_recognizer(model, pose_path, 1, 1, live_cfg) as recognizer:
+            outputs = Outputs(VideoSink(cfg.out / "replay.mp4", source.fps or 15.0, source.size),
+                              JsonlSink(cfg.out / "replay.jsonl"), False)
             summary = run_replay(source, recognizer, live_cfg, outputs,
                                  on_frame=lambda i: events("progress", {"step": "replay", "done": i + 1,
                                                                        "total": source.frame_count}))
-        finally:
-            recognizer.close()
     finally:
-        stage.close()
         source.close()
     return {"video": str(video), "annotated": str(cfg.out / "replay.mp4"), "jsonl": str(cfg.out / "replay.jsonl"),
             "pose_model": str(pose_path), **summary.to_dict()}

@@ -12,7 +12,9 @@ import logging
 import threading
 import time
 from collections import deque
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -305,3 +307,22 @@ def _show_frame(frame: Frame, worker: InferenceWorker, seen: int, tally: _Tally,
     if show is not None and not show(image):
         return -1
     return seq
+
+
+@contextmanager
+def open_recognizer(model: Path, pose_model: Path, num_poses: int, threads: int, cfg: LiveConfig):
+    """The loop's Recognizer over an engines backend and a VIDEO-mode pose stage; closes both."""
+    from mgr.engines.backends import load_backend  # realtime -> engines, never upward
+
+    from .pose import PoseConfig, PoseEstimator, PoseStage
+
+    backend = load_backend(model, device="cpu", threads=threads)
+    stage = PoseStage(PoseEstimator(PoseConfig(pose_model, mode="video", num_poses=num_poses)))
+    try:
+        recognizer = Recognizer(backend, stage, cfg)
+        try:
+            yield recognizer
+        finally:
+            recognizer.close()
+    finally:
+        stage.close()
