@@ -9,6 +9,7 @@ labels, never the picture.
 from __future__ import annotations
 
 import logging
+import signal
 import threading
 import time
 from collections import deque
@@ -111,23 +112,51 @@ class _Tally:
                           percentiles(self.latency_ms), recognizer.encoded_frames, end_reason, interrupted)
 
 
+class _SigintShield:
+    """Finalise the outputs even when Ctrl-C comes (again) meanwhile; remember that it came.
+
+    Only the main thread can own signal handlers; elsewhere the shield does nothing.
+    """
+
+    def __init__(self):
+        self.interrupted = False
+        self._old = None
+
+    def _handler(self, signum, frame) -> None:
+        self.interrupted = True
+
+    def __enter__(self) -> "_SigintShield":
+        if threading.current_thread() is threading.main_thread():
+            self._old = signal.signal(signal.SIGINT, self._handler)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGINT, self._old if self._old is not None else signal.default_int_handler)
+
+
 @dataclass
 class Outputs:
     video: VideoSink | None = None      # annotated video
     jsonl: JsonlSink | None = None      # one line per inference step
     log_timings: bool = True            # put stage ms in the JSONL (replay: off, for reproducible files)
 
-    def close(self) -> None:
-        """Close every sink, even when one fails; then raise the first failure."""
+    def close(self) -> bool:
+        """Close every sink, even when one fails; then raise the first failure.
+
+        Ctrl-C while closing does not cut the mp4 short: it is noted and returned (True).
+        """
         errors = []
-        for sink in (self.jsonl, self.video):
-            if sink is not None:
-                try:
-                    sink.close()
-                except OSError as e:
-                    errors.append(e)
+        with _SigintShield() as shield:
+            for sink in (self.jsonl, self.video):
+                if sink is not None:
+                    try:
+                        sink.close()
+                    except OSError as e:
+                        errors.append(e)
         if errors:
             raise errors[0]
+        return shield.interrupted
 
 
 def _draw(frame: Frame, pred: Prediction | None, tally: _Tally, dropped: int, mirror: bool) -> tuple[np.ndarray, float]:
@@ -176,7 +205,7 @@ def run_replay(source, recognizer: Recognizer, cfg: LiveConfig, outputs: Outputs
     except KeyboardInterrupt:
         interrupted = True
     finally:
-        outputs.close()
+        interrupted = outputs.close() or interrupted
     reason = "interrupted" if interrupted else (source.end_reason or "end of input")
     return tally.summary(recognizer, source.dropped, reason, interrupted)
 
@@ -284,7 +313,8 @@ def run_live(source, recognizer: Recognizer, cfg: LiveConfig, outputs: Outputs,
         reason = "interrupted (Ctrl-C)"
     finally:
         worker.close()
-        outputs.close()
+        if outputs.close() and reason is None:
+            reason = "interrupted (Ctrl-C)"
     interrupted = reason is not None and not reason.startswith("ran the requested")
     return tally.summary(recognizer, source.dropped, reason or source.end_reason or "end of input", interrupted)
 

@@ -3,6 +3,9 @@ live headless on a fake camera, Ctrl-C handling, and the error paths of the comm
 from __future__ import annotations
 
 import json
+import os
+import signal
+import time
 
 import cv2
 import numpy as np
@@ -174,6 +177,27 @@ def test_ctrl_c_finalises_the_video_and_the_jsonl(tmp_path, astronaut_video):
     assert video_info(tmp_path / "cut.mp4")[0] == 7                 # a playable file with every drawn frame
     text = (tmp_path / "cut.jsonl").read_text()
     assert text.endswith("\n") and len(read_jsonl(tmp_path / "cut.jsonl")) == 7
+
+
+class CtrlCWhileFinalising(VideoSink):
+    """The user presses Ctrl-C (again) just as the mp4 is being finalised."""
+
+    def close(self):
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.05)                      # the handler runs here, between bytecodes
+        super().close()
+
+
+def test_ctrl_c_while_finalising_still_gives_a_whole_mp4(tmp_path, astronaut_video):
+    source = VideoFileSource(astronaut_video)
+    outputs = Outputs(CtrlCWhileFinalising(tmp_path / "end.mp4", source.fps, (640, 480)),
+                      JsonlSink(tmp_path / "end.jsonl"), False)
+    cfg = LiveConfig(window_s=0.2, inference_fps=None)
+    summary = run_replay(source, Recognizer(FakeBackend(), FakePose(), cfg), cfg, outputs)
+    assert summary.interrupted and summary.end_reason == "interrupted"
+    assert video_info(tmp_path / "end.mp4")[0] == summary.frames > 0     # renamed, playable, every frame
+    assert not list(tmp_path.glob(".*partial*"))
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # Ctrl-C works again afterwards
 
 
 def test_live_cli_headless_on_a_video_file(tmp_path, astronaut_video, checkpoint_factory):
