@@ -21,7 +21,7 @@ NOISY_LOGGERS = ("onnx_ir", "onnxscript", "onnxruntime", "modelopt")
 
 
 def _fail(msg: str) -> None:
-    console.print(f"[red]error:[/red] {escape(msg)}")   # messages hold [brackets], e.g. mgr[trt]
+    console.print(f"[red]error:[/red] {escape(msg)}", soft_wrap=True)   # messages hold [brackets], e.g. mgr[trt]
     raise typer.Exit(1)
 
 
@@ -126,6 +126,8 @@ def export_trt_cmd(
         workspace: int = typer.Option(2048, help="Builder workspace limit, MiB."),
         profile: str = typer.Option("1,1,32", help="Clip batch profile MIN,OPT,MAX."),
         timing_cache: Optional[Path] = typer.Option(None, help="Timing cache file, read and updated."),
+        tf32: bool = typer.Option(False, "--tf32", help="Let FP32 layers use TF32 tensor cores (Ampere+; faster, "
+                                                          "about 1e-3 relative error). Off: FP32 means FP32."),
         batch: str = typer.Option("dynamic", help="ONNX batch axis when exporting from a checkpoint.")) -> None:
     """Build TensorRT engines (10 or 11) with a metadata sidecar, then check them against onnxruntime."""
     from mgr.train.checkpoint import CheckpointError
@@ -138,16 +140,22 @@ def export_trt_cmd(
     try:
         import_tensorrt()   # at once: no export work when TensorRT is missing
         cfg = TrtBuildConfig(precision=precision, workspace_mib=workspace, profile=BatchProfile.parse(profile),
-                             timing_cache=timing_cache)
+                             timing_cache=timing_cache, tf32=tf32)
+        if cfg.profile.min > 1:
+            console.print(f"[yellow]profile min {cfg.profile.min} > 1: the live loop runs batch 1 and will refuse "
+                          f"these engines; fine for batch-only use[/]")
         data = _calibration(calib, _metadata_of(source), calib_clips, split_file)
         with console.status(f"building TensorRT engines from {source} ({precision})"):
             result = export_trt(source, out, cfg, data, OnnxExportConfig(batch=batch))
     except (CheckpointError, MissingRuntimeError, ValueError) as e:
         _fail(str(e))
+    except RuntimeError as e:      # TensorRT or CUDA errors: one clear line, not a traceback
+        _fail(f"{out}: the TensorRT build or its parity check failed: {e}")
     rows = [(getattr(result.engines, role).name, io["io"], io)
             for role, side in result.sidecars.items() for io in engine_io(side)]
     console.print(_io_table(f"TensorRT engines ({precision})", rows))
-    _print_parity("onnxruntime FP32", result.parity)
+    _print_parity(f"onnxruntime FP32 ({result.parity['inputs']}), encoder + head engines", result.parity)
+    _print_parity("onnxruntime FP32, whole-clip engine", result.parity["whole_clip"])
     console.print(f"wrote {', '.join(str(p) for p in result.engines.files())} (+ .json sidecars)")
 
 

@@ -15,7 +15,7 @@ import numpy as np
 from .artifacts import ArtifactError, siblings_from_names
 from .backends import Backend
 from .tensorrt_build import (EngineMismatchError, REBUILD, check_compatible, cuda_device, import_tensorrt,
-                             read_sidecar)
+                             read_sidecar, trt_logger)
 
 log = logging.getLogger(__name__)
 
@@ -39,17 +39,23 @@ class TrtGraph:
         if not path.is_file():
             raise ArtifactError(f"{path}: {role} engine not found (engines sit side by side; re-run mgr export-trt)")
         self.metadata, self.info, side = read_sidecar(path)
+        if self.info.role != role:
+            raise ArtifactError(f"{path}: holds the {self.info.role} graph, expected the {role} graph; "
+                                f"{REBUILD.format(engine=path)}")
         self.device = torch.device("cuda", device_index)
         check_compatible(side, path, trt.__version__, cuda_device(device_index))
         fixed = next((d for d in (t.shape[0] for t in self.info.inputs) if isinstance(d, int)), None)
-        self.max_batch = fixed or int(side["profile"]["max"]) * (int(self.metadata["num_frames"]) if role == "encoder" else 1)
-        logger = trt.Logger(trt.Logger.WARNING)
-        self.runtime = trt.Runtime(logger)
+        scale = int(self.metadata["num_frames"]) if role == "encoder" else 1
+        self.min_batch = fixed or int(side["profile"]["min"])
+        self.max_batch = fixed or int(side["profile"]["max"]) * scale
+        self.path = path
+        self.runtime = trt.Runtime(trt_logger(trt))
         self.engine = self.runtime.deserialize_cuda_engine(path.read_bytes())
         if self.engine is None:
             raise EngineMismatchError(f"{path}: TensorRT could not deserialise the engine; "
                                       f"{REBUILD.format(engine=path)}")
         self.context = self.engine.create_execution_context()
+        self.stream = torch.cuda.Stream(self.device)   # TensorRT syncs extra work on the legacy default stream
         names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
         self.outputs = [n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT]
 
@@ -58,7 +64,10 @@ class TrtGraph:
         keep = []   # device tensors must outlive the asynchronous execution
         for name, arr in feeds.items():
             t = torch.from_numpy(arr).to(self.device, _torch_dtype(self.trt, self.engine.get_tensor_dtype(name)))
-            self.context.set_input_shape(name, tuple(t.shape))
+            if not self.context.set_input_shape(name, tuple(t.shape)):
+                raise ArtifactError(f"{self.path}: input {name!r} of shape {tuple(t.shape)} is outside the "
+                                    f"engine's shape profile (batch {self.min_batch}..{self.max_batch}); rebuild "
+                                    f"with mgr export-trt --profile 1,OPT,MAX")
             self.context.set_tensor_address(name, t.data_ptr())
             keep.append(t)
         outs = {}
@@ -67,10 +76,10 @@ class TrtGraph:
             outs[name] = torch.empty(shape, dtype=_torch_dtype(self.trt, self.engine.get_tensor_dtype(name)),
                                      device=self.device)
             self.context.set_tensor_address(name, outs[name].data_ptr())
-        stream = torch.cuda.current_stream(self.device)
-        if not self.context.execute_async_v3(stream.cuda_stream):
-            raise RuntimeError("TensorRT execute_async_v3 failed (see the TensorRT log)")
-        stream.synchronize()
+        self.stream.wait_stream(torch.cuda.current_stream(self.device))   # the input copies land first
+        if not self.context.execute_async_v3(self.stream.cuda_stream):
+            raise RuntimeError(f"{self.path}: TensorRT execute_async_v3 failed (see the TensorRT log)")
+        self.stream.synchronize()
         return outs[self.outputs[0]].float().cpu().numpy()
 
     def run(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
@@ -95,6 +104,17 @@ class TensorRTBackend(Backend):
         self.precision = info.precision
         self.encoder = TrtGraph(self.paths.encoder, "encoder") if self.uses_rgb else None
         self.head = TrtGraph(self.paths.head, "head")
+        for graph in (self.encoder, self.head):
+            if graph is not None and graph.metadata.get("modality") != self.metadata.get("modality"):
+                raise ArtifactError(f"{graph.path}: a {graph.metadata.get('modality')} engine beside a "
+                                    f"{self.metadata.get('modality')} one; the set was mixed by two builds: "
+                                    f"{REBUILD.format(engine=path)}")
+
+    def predict_whole(self, frames: np.ndarray | None, skeleton: np.ndarray | None) -> np.ndarray:
+        """Logits from the single whole-clip engine (the export's parity check covers it too)."""
+        clip = TrtGraph(self.paths.clip, "clip")
+        given = {"rgb": frames, "skeleton": skeleton}
+        return clip.run({t.name: given[t.name] for t in clip.info.inputs})
 
     def _encode(self, frames: np.ndarray) -> np.ndarray:
         return self.encoder.run({"frames": frames})

@@ -49,6 +49,17 @@ def import_tensorrt():
     return tensorrt
 
 
+_LOGGER = None
+
+
+def trt_logger(trt):
+    """One TensorRT logger per process: TensorRT warns when builders and runtimes get different ones."""
+    global _LOGGER
+    if _LOGGER is None:
+        _LOGGER = trt.Logger(trt.Logger.WARNING)
+    return _LOGGER
+
+
 # ----------------------------------------------------------------------------- profiles
 @dataclass(frozen=True)
 class BatchProfile:
@@ -94,7 +105,7 @@ class TrtBuildConfig:
     workspace_mib: int = 2048             # builder scratch memory limit
     profile: BatchProfile = BatchProfile()  # clip batch sizes the engine serves
     timing_cache: Path | None = None      # read before and written after the build, if given
-    device_index: int = 0                 # CUDA device to build for
+    tf32: bool = False                    # let FP32 layers use TF32 tensor cores (faster, ~1e-3 relative error)
 
     def __post_init__(self) -> None:
         from .precision import check_precision
@@ -183,6 +194,8 @@ def _parse_network(trt, builder, logger, onnx_path: Path):
 def _builder_config(trt, builder, cfg: TrtBuildConfig, shapes: dict):
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, cfg.workspace_mib << 20)
+    if not cfg.tf32 and hasattr(trt.BuilderFlag, "TF32"):
+        config.clear_flag(trt.BuilderFlag.TF32)   # on by default on Ampere and newer: FP32 should mean FP32
     profile = builder.create_optimization_profile()
     for name, (lo, opt, hi) in shapes.items():
         profile.set_shape(name, lo, opt, hi)
@@ -200,8 +213,8 @@ def build_engine(onnx_path: str | os.PathLike, engine_path: str | os.PathLike, c
     trt = import_tensorrt()
     onnx_path, engine_path = Path(onnx_path), Path(engine_path)
     metadata, info = read_metadata(onnx_path)
-    device = cuda_device(cfg.device_index)
-    logger = trt.Logger(trt.Logger.WARNING)
+    device = cuda_device(0)   # the builder builds for the current CUDA device (CUDA_VISIBLE_DEVICES picks it)
+    logger = trt_logger(trt)
     builder = trt.Builder(logger)
     network, _parser = _parse_network(trt, builder, logger, onnx_path)
     config = _builder_config(trt, builder, cfg, profile_shapes(info.role, info.inputs, cfg.profile,

@@ -111,4 +111,8 @@ def parity_check(engine: Path, onnx_fp32: Path, calib: CalibrationData | None) -
     rgb, skel = sample_clips(calib, ref.metadata)
     if rgb is None and skel is None:
         raise ArtifactError("no sample clips for the parity check")
-    return agreement(ref.predict(rgb, skel), trt_backend.predict(rgb, skel))
+    reference = ref.predict(rgb, skel)
+    result = agreement(reference, trt_backend.predict(rgb, skel))            # encoder + head engines
+    result["whole_clip"] = agreement(reference, trt_backend.predict_whole(rgb, skel))
+    result["inputs"] = "calibration clips" if calib is not None else "random inputs (give --calib DATA for real clips)"
+    return result

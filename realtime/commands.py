@@ -37,7 +37,7 @@ USER_ERRORS = (SourceError, PoseModelError, ValueError, OSError, MissingRuntimeE
 
 
 def _fail(message: str) -> typer.Exit:
-    console.print(f"[bold red]error:[/] {escape(message)}")   # messages may hold [brackets]
+    console.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)   # messages may hold [brackets]
     return typer.Exit(2)
 
 

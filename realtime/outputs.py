@@ -115,6 +115,9 @@ class VideoSink:
             return
         self._writer.release()
         self._writer = None
+        if self.frames == 0:              # the run failed or ended before its first frame: no video to keep
+            self.partial_path.unlink(missing_ok=True)
+            return
         cap = cv2.VideoCapture(str(self.partial_path))
         readable = cap.isOpened() and cap.read()[0]
         cap.release()

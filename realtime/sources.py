@@ -149,30 +149,39 @@ class Capture(Protocol):
 class LiveSource:
     """A camera or network stream read by a capture thread that keeps only the newest frame.
 
-    A failed read starts up to ``max_reconnects`` attempts to reopen, ``reconnect_delay_s``
-    apart; if all fail the source ends and ``end_reason`` says so.
+    Reconnects: a failed read, or no frame for ``stall_s`` (a camera that hangs inside its
+    driver), starts up to ``max_reconnects`` consecutive attempts to reopen,
+    ``reconnect_delay_s`` apart; a delivered frame resets the count. A stalled reader
+    thread is abandoned, never touched while it is inside the driver, and releases its
+    capture itself if the call ever returns. A stream of known length (a video file served
+    over HTTP) that reaches its last frame has ended: no reconnect. When all attempts fail
+    the source ends and ``end_reason`` says why.
     """
 
     def __init__(self, open_capture: Callable[[], Capture], name: str, max_reconnects: int = 3,
-                 reconnect_delay_s: float = 1.0, not_open_hint: str = ""):
+                 reconnect_delay_s: float = 1.0, not_open_hint: str = "", stall_s: float = 5.0):
         self.name = name
         self.max_reconnects = max_reconnects
         self.reconnect_delay_s = reconnect_delay_s
+        self.stall_s = stall_s
         self._open_capture = open_capture
         self.dropped = 0
         self.captured = 0
-        self.reconnects = 0
+        self.reconnects = 0          # reconnect attempts over the whole run
         self.end_reason: str | None = None
-        self._cap = self._open()
-        if self._cap is None:
+        self._failures = 0           # consecutive attempts since the last frame
+        cap = self._open()
+        if cap is None:
             raise SourceError(f"{name} did not open{not_open_hint}")
-        self.fps = float(self._cap.get(cv2.CAP_PROP_FPS) or 0.0)
+        self.fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
         self._cond = threading.Condition()
         self._latest: Frame | None = None
         self._stop = threading.Event()
         self._t0 = time.perf_counter()
-        self._thread = threading.Thread(target=self._run, name=f"capture:{name}", daemon=True)
-        self._thread.start()
+        self._last_activity = self._t0
+        self._gen = 0
+        self._thread: threading.Thread | None = None
+        self._start_reader(cap)
 
     def _open(self) -> Capture | None:
         cap = self._open_capture()
@@ -183,15 +192,56 @@ class LiveSource:
         cap.set(cv2.CAP_PROP_BUFFERSIZE, 1)  # the driver keeps one frame, not a backlog
         return cap
 
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            ok, image = self._cap.read() if self._cap is not None else (False, None)
-            if ok and image is not None:
-                self._publish(image)
-            elif not self._reconnect():
-                break
-        with self._cond:
-            self._cond.notify_all()
+    def _start_reader(self, cap: Capture | None) -> None:
+        """A new reader thread; an older one, if stuck in the driver, is abandoned."""
+        self._gen += 1
+        self._thread = threading.Thread(target=self._run, args=(self._gen, cap), name=f"capture:{self.name}",
+                                        daemon=True)
+        self._thread.start()
+
+    def _current(self, gen: int) -> bool:
+        return gen == self._gen and not self._stop.is_set()
+
+    def _run(self, gen: int, cap: Capture | None) -> None:
+        try:
+            while self._current(gen):
+                if cap is None:
+                    cap = self._reopen(gen)
+                    if cap is None:
+                        break
+                    continue
+                ok, image = cap.read()
+                if not self._current(gen):      # abandoned while inside read(), or closed
+                    break
+                if ok and image is not None:
+                    self._publish(image)
+                    continue
+                if _at_known_end(cap):
+                    self.end_reason = f"{self.name} ended (end of stream)"
+                    break
+                cap.release()
+                cap = None
+        finally:
+            if cap is not None:
+                cap.release()
+            with self._cond:
+                self._cond.notify_all()
+
+    def _reopen(self, gen: int) -> Capture | None:
+        while self._current(gen):
+            if self._failures >= self.max_reconnects:
+                self.end_reason = (f"{self.name} ended or disconnected: no frames after {self.max_reconnects} "
+                                   f"reconnect attempts")
+                return None
+            if self._stop.wait(self.reconnect_delay_s) or not self._current(gen):
+                return None
+            self._failures += 1
+            self.reconnects += 1
+            log.warning("%s: no frame; reconnect attempt %d of %d", self.name, self._failures, self.max_reconnects)
+            cap = self._open()
+            if cap is not None:
+                return cap
+        return None
 
     def _publish(self, image: np.ndarray) -> None:
         now = time.perf_counter()
@@ -200,46 +250,53 @@ class LiveSource:
                 self.dropped += 1  # overwritten before the loop took it
             self._latest = Frame(image, self.captured, (now - self._t0) * 1000.0, now)
             self.captured += 1
+            self._failures = 0
+            self._last_activity = now
             self._cond.notify_all()
 
-    def _reconnect(self) -> bool:
-        if self._cap is not None:
-            self._cap.release()
-            self._cap = None
-        for attempt in range(1, self.max_reconnects + 1):
-            if self._stop.wait(self.reconnect_delay_s):
-                return False
-            log.warning("%s: no frame; reconnect attempt %d of %d", self.name, attempt, self.max_reconnects)
-            self.reconnects += 1
-            self._cap = self._open()
-            if self._cap is not None:
-                return True
-        self.end_reason = (f"{self.name} ended or disconnected: no frames after {self.max_reconnects} "
-                           f"reconnect attempts")
-        return False
+    def read(self, timeout_s: float | None = None) -> Frame | None:
+        """The newest frame not yet handed out; waits for one. None when the source ended.
 
-    def read(self, timeout_s: float = 5.0) -> Frame | None:
-        """The newest frame not yet handed out; waits for one. None when the source ended."""
-        deadline = time.perf_counter() + timeout_s
+        No frame for ``timeout_s`` (default ``stall_s``) counts as a stall: the source
+        reopens, while attempts remain, and goes on waiting.
+        """
+        stall_s = self.stall_s if timeout_s is None else timeout_s
         with self._cond:
             while self._latest is None:
                 if not self._thread.is_alive():
                     self.end_reason = self.end_reason or f"{self.name} stopped"
                     return None
-                left = deadline - time.perf_counter()
-                if left <= 0:
-                    self.end_reason = f"{self.name}: no frame for {timeout_s:.0f} s"
-                    return None
-                self._cond.wait(min(left, 0.1))
+                now = time.perf_counter()
+                if now - self._last_activity >= stall_s:
+                    if self._failures >= self.max_reconnects:
+                        self._gen += 1          # abandon the stuck reader
+                        tried = f" after {self._failures} reconnect attempts" if self._failures else ""
+                        self.end_reason = f"{self.name}: no frame for {stall_s:g} s{tried}"
+                        return None
+                    log.warning("%s: no frame for %g s; reopening it", self.name, stall_s)
+                    self._last_activity = now
+                    self._start_reader(None)
+                self._cond.wait(min(stall_s - (now - self._last_activity), 0.1) if stall_s > 0 else 0.1)
             frame, self._latest = self._latest, None
             return frame
 
     def close(self) -> None:
+        """Stop the reader; it releases its capture. A reader stuck in the driver is left to exit on its own."""
         self._stop.set()
-        self._thread.join(timeout=5.0)
-        if self._cap is not None:
-            self._cap.release()
-            self._cap = None
+        with self._cond:
+            self._cond.notify_all()
+        if self._thread is not None:
+            self._thread.join(timeout=5.0)
+
+
+def _at_known_end(cap: Capture) -> bool:
+    """True for a stream of known length (a file over HTTP) read to its last frame; cameras report none."""
+    try:
+        total = float(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0.0)
+        pos = float(cap.get(cv2.CAP_PROP_POS_FRAMES) or 0.0)
+    except cv2.error:
+        return False
+    return total > 0 and pos >= total - 1
 
 
 def open_camera(index: int, max_reconnects: int = 3, reconnect_delay_s: float = 1.0) -> LiveSource:

@@ -159,3 +159,76 @@ def test_engine_from_another_tensorrt_version_is_refused_before_deserialising(tm
         write_sidecar(tmp_path / name, make_sidecar(meta, info, "0.0.1", DEVICE, BatchProfile(), "x.onnx"))
     with pytest.raises(EngineMismatchError, match="rebuild"):
         load_backend(tmp_path / "m.engine", device="cuda")
+
+
+class _StubTensorRT:
+    """Stands in for the tensorrt module at the library boundary only: the backend's checks
+    must refuse a foreign engine before any byte reaches the deserialiser."""
+
+    class Logger:
+        WARNING = 2
+
+        def __init__(self, level):
+            self.level = level
+
+    def __init__(self, version):
+        self.__version__ = version
+        self.deserialised = []
+        stub = self
+
+        class Runtime:
+            def __init__(self, logger):
+                pass
+
+            def deserialize_cuda_engine(self, data):
+                stub.deserialised.append(bytes(data))
+                return None          # what TensorRT returns for bytes it cannot read
+
+        self.Runtime = Runtime
+
+
+def _engine_set(tmp_path, onnx_sets, version, device, roles=(("clip", "m.engine"), ("head", "m.head.engine"))):
+    meta, info = read_metadata(onnx_sets["skeleton"].head)
+    for role, name in roles:
+        graph = GraphInfo(role, info.inputs, info.outputs, {"clip": "m.engine", "encoder": None, "head": "m.head.engine"})
+        (tmp_path / name).write_bytes(b"garbage that would crash a deserialiser")
+        write_sidecar(tmp_path / name, make_sidecar(meta, graph, version, device, BatchProfile(), "x.onnx"))
+    return tmp_path / "m.engine"
+
+
+@pytest.mark.parametrize("version, device, words", [
+    ("0.0.1", DEVICE, "built with TensorRT 0.0.1"),
+    ("10.99.0", {"name": "NVIDIA GeForce RTX 4090", "compute_capability": [8, 9]}, "built for GPU NVIDIA GeForce"),
+])
+def test_backend_refuses_a_foreign_engine_before_deserialising(tmp_path, onnx_sets, monkeypatch, version, device, words):
+    from mgr.engines import tensorrt_backend
+    from mgr.engines.backends import load_backend
+    stub = _StubTensorRT("10.99.0")
+    monkeypatch.setitem(__import__("sys").modules, "tensorrt", stub)
+    monkeypatch.setattr(tensorrt_backend, "cuda_device", lambda index=0: DEVICE)
+    engine = _engine_set(tmp_path, onnx_sets, version, device)
+    with pytest.raises(EngineMismatchError, match="rebuild it with `mgr export-trt") as e:
+        load_backend(engine, device="cuda")
+    assert words in str(e.value) and stub.deserialised == []
+
+
+def test_backend_turns_an_unreadable_engine_into_a_rebuild_error(tmp_path, onnx_sets, monkeypatch):
+    from mgr.engines import tensorrt_backend
+    from mgr.engines.backends import load_backend
+    stub = _StubTensorRT("10.99.0")
+    monkeypatch.setitem(__import__("sys").modules, "tensorrt", stub)
+    monkeypatch.setattr(tensorrt_backend, "cuda_device", lambda index=0: DEVICE)
+    engine = _engine_set(tmp_path, onnx_sets, "10.99.0", DEVICE)
+    with pytest.raises(EngineMismatchError, match="could not deserialise") as e:
+        load_backend(engine, device="cuda")
+    assert "m.head.engine" in str(e.value) and len(stub.deserialised) == 1
+
+
+def test_backend_refuses_an_engine_holding_another_graph(tmp_path, onnx_sets, monkeypatch):
+    from mgr.engines import tensorrt_backend
+    from mgr.engines.backends import load_backend
+    monkeypatch.setitem(__import__("sys").modules, "tensorrt", _StubTensorRT("10.99.0"))
+    monkeypatch.setattr(tensorrt_backend, "cuda_device", lambda index=0: DEVICE)
+    engine = _engine_set(tmp_path, onnx_sets, "10.99.0", DEVICE, roles=(("clip", "m.engine"), ("clip", "m.head.engine")))
+    with pytest.raises(ArtifactError, match="holds the clip graph, expected the head graph"):
+        load_backend(engine, device="cuda")

@@ -85,6 +85,8 @@ def test_damaged_onnx_graph_is_a_clear_error_naming_it(tmp_path, fusion_set, rol
     import shutil
     from mgr.engines.artifacts import ArtifactError
     from mgr.engines.backends import load_backend
+    tmp_path = tmp_path / ("a-folder-name-long-enough-that-no-path-fits-on-one-80-column-line" * 2)
+    tmp_path.mkdir()                      # an error naming the file must not break its path across lines
     for f in fusion_set.files():
         shutil.copy(f, tmp_path / f.name)
     target = tmp_path / getattr(fusion_set, role).name
@@ -98,7 +100,7 @@ def test_damaged_onnx_graph_is_a_clear_error_naming_it(tmp_path, fusion_set, rol
         load_backend(tmp_path / "model.onnx")
     video = _avi(tmp_path / "in.avi", frames=5)
     proc = _replay(video, tmp_path / "out.mp4", tmp_path / "p.jsonl", tmp_path / "model.onnx", tmp_path)
-    assert proc.returncode == 2 and "Traceback" not in proc.stderr and target.name in proc.stderr + proc.stdout
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr and str(target) in proc.stderr + proc.stdout
 
 
 def test_disk_full_during_export_leaves_no_file(tmp_path, monkeypatch):

@@ -1,6 +1,7 @@
 """Sources: a fake camera (generated frames at a set rate, with a disconnect), files, folders, errors."""
 from __future__ import annotations
 
+import threading
 import time
 
 import cv2
@@ -123,7 +124,7 @@ def test_http_stream_from_a_local_server_plays_then_ends(tmp_path):
     server = socketserver.TCPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(tmp_path)))
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
-        src = open_source(f"http://127.0.0.1:{server.server_address[1]}/s.avi", max_reconnects=0)
+        src = open_source(f"http://127.0.0.1:{server.server_address[1]}/s.avi", max_reconnects=3)
         got = 0
         while src.read(timeout_s=5.0) is not None:
             got += 1
@@ -132,4 +133,82 @@ def test_http_stream_from_a_local_server_plays_then_ends(tmp_path):
         server.shutdown()
         server.server_close()
     assert isinstance(src, LiveSource) and src.captured == 12 and got + src.dropped == 12
-    assert "ended or disconnected" in src.end_reason
+    # a file over HTTP has a known length: its end is the end, not a disconnect to retry forever
+    assert src.end_reason.endswith("(end of stream)") and src.reconnects == 0
+
+
+class StallingCamera(EmulatedCamera):
+    """Delivers ``good`` frames, then hangs inside read() (a driver that stops answering)."""
+
+    def __init__(self, frames, fps, good):
+        super().__init__(frames, fps)
+        self.good, self.unblock, self.released = good, threading.Event(), threading.Event()
+
+    def read(self):
+        if self._count >= self.good:
+            self.unblock.wait()
+            return False, None
+        return super().read()
+
+    def release(self):
+        self.released.set()
+        super().release()
+
+
+def test_a_camera_that_hangs_is_reopened_and_the_stuck_reader_releases_it_later():
+    stuck = StallingCamera(numbered_frames(10), fps=100, good=3)
+    opener = Opener([stuck, EmulatedCamera(numbered_frames(10), fps=100, fail_after=4)])
+    src = LiveSource(opener, "fake camera", max_reconnects=2, reconnect_delay_s=0.01, stall_s=0.3)
+    got, t0 = [], time.perf_counter()
+    try:
+        while (f := src.read()) is not None:
+            got.append(f)
+            time.sleep(0.001)
+    finally:
+        src.close()
+    assert time.perf_counter() - t0 < 10
+    assert 2 <= len(got) <= 7 and opener.opens == 4 and src.reconnects == 3   # reopened after the hang
+    assert "2 reconnect attempts" in src.end_reason
+    assert not stuck.released.is_set()              # never released under a thread inside its read()
+    stuck.unblock.set()
+    assert stuck.released.wait(2.0)                 # the abandoned reader releases it once read() returns
+
+
+def test_a_camera_that_keeps_hanging_ends_with_a_timeout_after_the_attempts():
+    cams = [StallingCamera(numbered_frames(5), fps=100, good=2), StallingCamera(numbered_frames(5), fps=100, good=0)]
+    opener = Opener(cams)
+    src = LiveSource(opener, "fake camera", max_reconnects=1, reconnect_delay_s=0.01, stall_s=0.3)
+    got = []
+    try:
+        while (f := src.read()) is not None:
+            got.append(f)
+    finally:
+        src.close()
+        for c in cams:
+            c.unblock.set()
+    assert 1 <= len(got) <= 2 and opener.opens == 2 and src.reconnects == 1
+    assert src.end_reason == "fake camera: no frame for 0.3 s after 1 reconnect attempts"
+    assert src.read() is None                          # stays ended
+
+
+class FiniteStream(EmulatedCamera):
+    """A stream that knows its length, as OpenCV reports for a file over HTTP."""
+
+    def get(self, prop):
+        if prop == cv2.CAP_PROP_FRAME_COUNT:
+            return float(len(self.frames))
+        if prop == cv2.CAP_PROP_POS_FRAMES:
+            return float(self._count)
+        return super().get(prop)
+
+
+def test_a_stream_of_known_length_ends_without_reconnecting():
+    opener = Opener([FiniteStream(numbered_frames(5), fps=200, fail_after=5)] * 5)
+    src = LiveSource(opener, "stream", max_reconnects=3, reconnect_delay_s=0.01)
+    try:
+        while src.read() is not None:
+            pass
+    finally:
+        src.close()
+    assert src.captured == 5 and opener.opens == 1 and src.reconnects == 0
+    assert src.end_reason == "stream ended (end of stream)"
