@@ -39,9 +39,20 @@ def demo(out: Path = typer.Option(Path("mgr-demo"), "--out", help="Folder for ev
          clips: int = typer.Option(512, help="Synthetic clips."), epochs: int = typer.Option(10, help="Training epochs."),
          pose_model: Optional[Path] = typer.Option(None, "--pose-model", help="MediaPipe pose .task file.")) -> None:
     """The whole product on SYNTHETIC data: generate, train, evaluate, export, benchmark, replay."""
+    from rich.console import Console
+    from rich.markup import escape
+
+    from mgr.engines.artifacts import ArtifactError
+    from mgr.train.checkpoint import CheckpointError
+
     from .demo import DemoConfig, run_demo_cli
-    run_demo_cli(DemoConfig(out=out, clips=clips, epochs=epochs, fresh=fresh,
-                            pose_model=str(pose_model) if pose_model else None))
+    try:
+        run_demo_cli(DemoConfig(out=out, clips=clips, epochs=epochs, fresh=fresh,
+                                pose_model=str(pose_model) if pose_model else None))
+    except (OSError, ValueError, CheckpointError, ArtifactError) as e:   # unwritable --out, disk full, bad reuse
+        Console(stderr=True).print(f"[bold red]error:[/] {escape(str(e))}\n(the demo reuses finished steps: rerun "
+                                   f"it once the cause is fixed, or add --fresh)", soft_wrap=True)
+        raise typer.Exit(2)
 
 
 @app.command()
@@ -55,7 +66,7 @@ def doctor(pose_model: Optional[Path] = typer.Option(None, "--pose-model", help=
     from .doctor import run_checks
     table = Table(title="mgr doctor")
     for col in ("check", "status", "found", "what to do"):
-        table.add_column(col)
+        table.add_column(col, overflow="fold")          # paths and URLs whole, never cut with an ellipsis
     checks = run_checks(str(pose_model) if pose_model else None, cameras)
     for c in checks:
         status = "[green]OK[/green]" if c.ok else "[red]FIX[/red]" if c.ok is False else "[yellow]--[/yellow]"

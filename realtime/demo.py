@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -152,6 +153,11 @@ def step_replay(cfg: DemoConfig, model: Path, events) -> dict:
     pose_path = resolve_pose_model(cfg.pose_model)       # PoseModelError (with what to do) when offline
     video = demo_video(cfg.out / "input.mp4", cfg.video_seconds) if not _done(cfg.out / "input.mp4", cfg.fresh) \
         else cfg.out / "input.mp4"
+    record = cfg.out / "replay.json"
+    if (_done(record, cfg.fresh) and (cfg.out / "replay.mp4").exists()
+            and record.stat().st_mtime >= max(model.stat().st_mtime, video.stat().st_mtime)):
+        events("skip", {"step": "replay", "path": str(cfg.out / "replay.mp4")})
+        return json.loads(record.read_text())
     live_cfg = LiveConfig(inference_fps=None)
     source = VideoFileSource(video)
     try:
@@ -163,14 +169,20 @@ def step_replay(cfg: DemoConfig, model: Path, events) -> dict:
                                                                        "total": source.frame_count}))
     finally:
         source.close()
-    return {"video": str(video), "annotated": str(cfg.out / "replay.mp4"), "jsonl": str(cfg.out / "replay.jsonl"),
-            "pose_model": str(pose_path), **summary.to_dict()}
+    result = {"video": str(video), "annotated": str(cfg.out / "replay.mp4"), "jsonl": str(cfg.out / "replay.jsonl"),
+              "pose_model": str(pose_path), **summary.to_dict()}
+    if not summary.interrupted:
+        from mgr.train.checkpoint import atomic_write_bytes
+        text = json.dumps(result, indent=2)
+        atomic_write_bytes(record, lambda tmp: Path(tmp).write_text(text))
+    return result
 
 
 # ----------------------------------------------------------------------------- CLI rendering
 def run_demo_cli(cfg: DemoConfig) -> dict:
     """Run every step with rich progress and print the summary. The only printing part of this module."""
     from rich.console import Console
+    from rich.markup import escape
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
     from rich.table import Table
 
@@ -202,20 +214,42 @@ def run_demo_cli(cfg: DemoConfig) -> dict:
             elif kind == "train-epoch" and "val_top1" in d:
                 p.console.print(f"epoch {d['epoch'] + 1}: val top-1 {100 * d['val_top1']:.1f}%")
 
+        @contextmanager
+        def stage(name: str):
+            """A step without natural progress units: a pulsing bar, then done."""
+            task = p.add_task(name, total=None, info="")
+            yield
+            p.update(task, total=1, completed=1)
+
         data = step_data(cfg, events)
         best = step_train(cfg, data, events)
-        results["evaluate"] = step_evaluate(cfg, best, data)
-        p.console.print(f"test top-1 {100 * results['evaluate']['top1']:.1f}% (chance 3.1%)")
-        onnx = step_export(cfg, best, data)
+        with stage("evaluate (test split)"):
+            results["evaluate"] = step_evaluate(cfg, best, data)
+        p.console.print(_eval_table(results["evaluate"], best, Table))
+        with stage("export ONNX FP32 + INT8 (calibrated)"):
+            onnx = step_export(cfg, best, data)
+        from mgr.train.registry import record_model
+        record_model(onnx["fp32"], "demo")       # `mgr live` without --model takes the fast ONNX graph
         p.console.print(f"exported {onnx['fp32']} and {onnx['int8']}")
-        results["bench"] = step_bench(cfg, [best, onnx["fp32"], onnx["int8"]], data, best)
+        with stage("benchmark torch / ONNX FP32 / ONNX INT8"):
+            results["bench"] = step_bench(cfg, [best, onnx["fp32"], onnx["int8"]], data, best)
         try:
             results["replay"] = step_replay(cfg, onnx["fp32"], events)
         except PoseModelError as e:
             results["replay"] = None
-            p.console.print(f"[yellow]replay skipped:[/yellow] {e}")
+            p.console.print(f"[yellow]replay skipped:[/yellow] {escape(str(e))}", soft_wrap=True)
     _print_demo_summary(console, cfg, best, results, Table)
     return results
+
+
+def _eval_table(ev: dict, best: Path, Table):
+    t = Table(title=f"evaluation of {best} on the test split (SYNTHETIC)")
+    for col in ("clips", "top-1", "top-5", "mean per-class", "confusion matrix"):
+        t.add_column(col, overflow="fold")
+    mca = ev.get("mean_class_accuracy")
+    t.add_row(str(ev.get("clips", "")), f"{100 * ev['top1']:.1f}%", f"{100 * ev['top5']:.1f}%",
+              f"{100 * mca:.1f}%" if mca is not None else "n/a", str(best.parent / "confusion_test.png"))
+    return t
 
 
 def _print_demo_summary(console, cfg: DemoConfig, best: Path, results: dict, Table) -> None:

@@ -53,7 +53,12 @@ def check_onnxruntime() -> Check:
 def check_tensorrt() -> Check:
     if importlib.util.find_spec("tensorrt") is None:
         return Check("tensorrt", None, "not installed", "on a machine with an NVIDIA GPU: pip install 'mgr[trt]'")
-    return Check("tensorrt", True, _version("tensorrt") or "installed")
+    try:
+        import tensorrt
+    except Exception as e:  # noqa: BLE001 - a broken install (missing libnvinfer, CUDA mismatch) is the finding
+        return Check("tensorrt", False, f"installed but does not import: {type(e).__name__}: {e}",
+                     "reinstall: pip install --force-reinstall 'mgr[trt]' (TensorRT needs an NVIDIA driver)")
+    return Check("tensorrt", True, getattr(tensorrt, "__version__", None) or _version("tensorrt") or "installed")
 
 
 def check_pose(pose_model: str | None) -> list[Check]:
@@ -61,10 +66,16 @@ def check_pose(pose_model: str | None) -> list[Check]:
     mp = _version("mediapipe")
     out = [Check("mediapipe", mp is not None, mp or "not installed", "" if mp else "pip install mediapipe")]
     try:
-        path = resolve_pose_model(pose_model, allow_download=False)
+        path = resolve_pose_model(pose_model, allow_download=False)   # doctor looks; it never downloads
         out.append(Check("pose model", True, str(path)))
     except PoseModelError as e:
-        out.append(Check("pose model", False, "not found", str(e)))
+        from .posemodel import ENV_VAR, MODEL_URL, cached_model_path
+        if pose_model or os.environ.get(ENV_VAR):         # a path was given and is wrong: say which
+            out.append(Check("pose model", False, "the given path does not work", str(e)))
+        else:
+            out.append(Check("pose model", False, "none given and none cached",
+                             f"online, the first mgr live/replay downloads it to {cached_model_path()} "
+                             f"(from {MODEL_URL}); offline, give --pose-model PATH or {ENV_VAR}=PATH"))
     return out
 
 
@@ -78,26 +89,36 @@ def check_opencv(camera_indices: int) -> list[Check]:
     out = [Check("opencv", not clash, f"{cv2.__version__} from {', '.join(dists) or '?'}; video backends: {backends}",
                  "uninstall all but opencv-contrib-python (two distributions share one cv2 folder)" if clash else "")]
     opened = []
-    for i in range(camera_indices):
-        cap = cv2.VideoCapture(i)
-        if cap.isOpened():
-            opened.append(str(i))
-        cap.release()
+    level = cv2.utils.logging.getLogLevel()
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)   # a missing index is a finding, not noise
+    try:
+        for i in range(camera_indices):
+            cap = cv2.VideoCapture(i)
+            if cap.isOpened():
+                opened.append(str(i))
+            cap.release()
+    finally:
+        cv2.utils.logging.setLogLevel(level)
     out.append(Check("cameras", bool(opened) or None,
                      f"indices that open: {', '.join(opened)}" if opened else f"none of 0..{camera_indices - 1} opens",
                      "" if opened else "no camera: use mgr replay VIDEO or mgr live --video PATH"))
     return out
 
 
-def check_cache() -> Check:
+def check_cache() -> list[Check]:
+    import torch
     from mgr.train.registry import latest_model, mgr_home
     home = mgr_home()
     newest = latest_model()
     writable = os.access(home if home.exists() else home.parent, os.W_OK)
-    return Check("cache", writable, f"{home} (MGR_HOME); newest model: {newest or 'none yet'}",
-                 "" if writable else f"make {home} writable or set MGR_HOME")
+    hub = torch.hub.get_dir()
+    return [Check("cache", writable, f"{home} (MGR_HOME: pose model, newest model record); newest model: "
+                                     f"{newest or 'none yet'}",
+                  "" if writable else f"make {home} writable or set MGR_HOME"),
+            Check("ImageNet weights", None, f"torch hub cache {hub} (TORCH_HOME)",
+                  "offline: mgr train --pretrained resnet18.pth (a torchvision state_dict)")]
 
 
 def run_checks(pose_model: str | None = None, camera_indices: int = 4) -> list[Check]:
     return [check_python(), *check_torch(), check_onnxruntime(), check_tensorrt(),
-            *check_pose(pose_model), *check_opencv(camera_indices), check_cache()]
+            *check_pose(pose_model), *check_opencv(camera_indices), *check_cache()]

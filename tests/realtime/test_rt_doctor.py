@@ -25,3 +25,15 @@ def test_doctor_without_pose_model_says_what_to_do(monkeypatch, tmp_path):
     result = CliRunner().invoke(app, ["doctor", "--cameras", "1"])
     assert result.exit_code == 1
     assert "FIX" in result.output and "MGR_POSE_MODEL" in result.output
+
+
+def test_doctor_with_nothing_given_says_where_the_download_goes_and_the_offline_options(monkeypatch, tmp_path):
+    monkeypatch.delenv("MGR_POSE_MODEL", raising=False)
+    monkeypatch.setenv("MGR_HOME", str(tmp_path))
+    checks = {c.name: c for c in run_checks(camera_indices=1)}
+    pose = checks["pose model"]
+    assert pose.ok is False and str(tmp_path) in pose.action
+    assert "--pose-model" in pose.action and "MGR_POSE_MODEL" in pose.action
+    assert not list(tmp_path.rglob("*.task"))           # doctor looks; it never downloads
+    assert checks["tensorrt"].ok in (None, True)        # absent here, or present and importable
+    assert "torch hub" in checks["ImageNet weights"].detail
