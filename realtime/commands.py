@@ -87,10 +87,10 @@ def _print_summary(summary, title: str) -> None:
                   f"Ended: {summary.end_reason}.")
 
 
-def _outputs(save: Optional[Path], jsonl: Optional[Path], fps: float, size, log_timings: bool):
+def _outputs(save: Optional[Path], jsonl: Optional[Path], fps: float, size, log_timings: bool, timed: bool = False):
     from .outputs import JsonlSink, VideoSink
     from .runner import Outputs
-    video = VideoSink(save, fps, size) if save is not None else None
+    video = VideoSink(save, fps, size, timed=timed) if save is not None else None
     return Outputs(video, JsonlSink(jsonl) if jsonl is not None else None, log_timings)
 
 
@@ -150,7 +150,7 @@ def live(
         try:
             with _recognizer(model, pose_model, num_poses, threads, cfg) as recognizer:
                 show = None if headless else _window("mgr live (q or Esc quits)")
-                outputs = _outputs(save, jsonl, source.fps or 30.0, None, log_timings=True)
+                outputs = _outputs(save, jsonl, source.fps or 30.0, None, log_timings=True, timed=True)
                 summary = run_live(source, recognizer, cfg, outputs, show, duration)
         finally:
             source.close()
@@ -290,37 +290,113 @@ def _print_bench(results: dict) -> None:
 
 
 def bench_soak(
-    video: Path = typer.Argument(..., help="Video whose frames the emulated camera loops."),
+    video: Optional[Path] = typer.Argument(None, help="Video to replay. Default: generate one, --minutes long, of the "
+                                           "packaged astronaut photo panned and zoomed (cached under MGR_HOME/soak)."),
     model: Optional[Path] = MODEL_OPT, pose_model: Optional[Path] = POSE_OPT, num_poses: int = POSES_OPT,
     window: Optional[float] = WINDOW_OPT, threads: int = THREADS_OPT,
-    seconds: float = typer.Option(600.0, "--seconds", min=1.0, help="Total length of the soak."),
-    interval: float = typer.Option(30.0, "--interval", min=0.5, help="Seconds per row of figures."),
-    camera_fps: float = typer.Option(30.0, "--camera-fps", min=1.0, help="Rate of the emulated camera."),
-    inference_fps: float = typer.Option(10.0, "--inference-fps", min=0.1, help="Inference steps per second asked for."),
+    minutes: float = typer.Option(10.0, "--minutes", min=0.01, help="Length of the generated video (--mode live: of the run)."),
+    mode: str = typer.Option("replay", "--mode", help="replay: the replay path with its mp4 and JSONL writers; "
+                             "live: the live loop on an emulated camera looping the video's first frames, no writers."),
+    inference_fps: float = typer.Option(10.0, "--inference-fps", min=0.1, help="Inference steps per second of video."),
+    interval: float = typer.Option(30.0, "--interval", min=0.1, help="Sample memory every this many seconds of video "
+                                   "(live: of wall time); the first sample is the warm-up."),
+    max_growth_mb: float = typer.Option(50.0, "--max-growth-mb", help="Fail (exit 1) when memory grows more than this "
+                                        "from the warm-up sample to the end."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Keep the annotated mp4 and JSONL in this folder "
+                                       "(default: a temp folder, removed afterwards)."),
+    camera_fps: float = typer.Option(30.0, "--camera-fps", min=1.0, help="--mode live: rate of the emulated camera."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Write the figures here as JSON."),
 ) -> None:
-    """The live loop for a long time on an emulated camera: rates, latency, drops and memory per interval."""
-    from .soak import SoakConfig, run_soak
-    with _user_errors():
-        VideoFileSource(video).close()
+    """A long headless replay (default: a generated 10-minute video) with memory sampled, against a stated bound."""
+    import tempfile
+    from .soak import MODES, SoakConfig, run_soak, soak_video
+    if mode not in MODES:
+        raise _fail(f"--mode must be one of {', '.join(MODES)}, not {mode!r}")
+    with _user_errors(), tempfile.TemporaryDirectory(prefix="mgr-soak-") as tmp:
+        if video is not None:
+            VideoFileSource(video).close()   # a clear error before anything loads
         from mgr.engines.backends import load_backend
         backend = load_backend(_resolve_model(model), device="cpu", threads=threads)
         pose_path = resolve_pose_model(pose_model)
-        cfg = SoakConfig(video, seconds, interval, camera_fps, inference_fps, window)
-        console.print(f"soak: {seconds:g} s in {interval:g} s intervals (Ctrl-C stops early)")
-        result = run_soak(cfg, backend, lambda: PoseStage(PoseEstimator(
-            PoseConfig(pose_path, mode="video", num_poses=num_poses))), on_interval=_print_soak_row)
-    console.print(f"memory: {result['start_rss_mb']:.0f} MB at start, {result['rss_growth_mb']:+.1f} MB "
-                  f"from the first interval to the last")
+        if video is None:
+            seconds = minutes * 60.0 if mode == "replay" else 20.0      # live loops only the first frames
+            with console.status(f"generating a {seconds:g} s input video (once; cached) ..."):
+                video = soak_video(seconds)
+        cfg = SoakConfig(video, out if out is not None else Path(tmp), mode, minutes, interval, inference_fps,
+                         window, max_growth_mb, camera_fps)
+        result = _run_soak_with_progress(cfg, backend, lambda: PoseStage(PoseEstimator(
+            PoseConfig(pose_path, mode="video", num_poses=num_poses))), run_soak)
+        if out is None and result["outputs"]:
+            result["outputs"]["kept"] = False
+    _print_soak(result)
     if json_out is not None:
         json_out.parent.mkdir(parents=True, exist_ok=True)
         json_out.write_text(json.dumps(result, indent=2))
         console.print(f"figures: {json_out}")
+    mem, outs = result["memory"], result["outputs"]
+    failures = []
+    if not mem["within_bound"]:
+        failures.append(f"memory grew {mem['growth_mb']:+.1f} MB from the warm-up sample to the end, over the "
+                        f"bound of {max_growth_mb:g} MB (--max-growth-mb)")
+    if outs is not None and not outs["whole"]:
+        failures.append(f"the outputs are not whole: mp4 {outs['mp4_frames']} of {outs['frames_written']} frames, "
+                        f"JSONL {outs['jsonl_lines']} lines for {outs['steps']} steps")
+    for f in failures:
+        console.print(f"[bold red]soak failed:[/] {escape(f)}", soft_wrap=True)
+    if failures:
+        raise typer.Exit(1)
+    if not mem["warmup_sampled"]:
+        console.print(f"[yellow]note:[/] the input is shorter than one --interval ({interval:g} s): "
+                      f"no warm-up sample, the growth is 0 by construction")
+    console.print(f"[bold green]soak passed:[/] memory {mem['growth_mb']:+.1f} MB from warm-up to end, "
+                  f"within the bound of {max_growth_mb:g} MB")
 
 
-def _print_soak_row(row: dict) -> None:
-    p50, p95 = row["latency_p50_ms"], row["latency_p95_ms"]
-    lat = f"{p50:.0f}/{p95:.0f} ms" if p95 is not None else "-"
-    console.print(f"interval {row['interval']:3d}: display {row['display_fps']:5.1f} fps, inference "
-                  f"{row['inference_fps']:5.1f}/s, latency p50/p95 {lat}, dropped {row['dropped']}, "
-                  f"memory {row['rss_mb']:.0f} MB")
+def _run_soak_with_progress(cfg, backend, make_pose, run_soak) -> dict:
+    def on_sample(s: dict) -> None:
+        console.print(f"{s['label'] or 'sample':>7} at {s['t_s']:7.1f} s of video ({s['wall_s']:7.1f} s wall, "
+                      f"{s['frames']} frames): memory {s['rss_mb']:.1f} MB")
+    if cfg.mode == "live":
+        console.print(f"soak (live): {cfg.minutes * 60:g} s in {cfg.interval_s:g} s intervals (Ctrl-C stops early)")
+        return run_soak(cfg, backend, make_pose, on_sample=on_sample)
+    total = VideoFileSource(cfg.video)
+    n = total.frame_count
+    total.close()
+    columns = (TextColumn("soak"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn())
+    console.print(f"soak (replay): {cfg.video}, memory every {cfg.interval_s:g} s of video (Ctrl-C stops early)")
+    with Progress(*columns, console=console) as progress:
+        task = progress.add_task("frames", total=n or None)
+        return run_soak(cfg, backend, make_pose, on_sample=on_sample,
+                        on_frame=lambda i: progress.update(task, completed=i + 1))
+
+
+def _print_soak(r: dict) -> None:
+    mem = r["memory"]
+    table = Table(title=f"mgr bench soak ({r['mode']}): {r['video']}")
+    table.add_column("figure")
+    table.add_column("value", justify="right")
+    slope = mem["slope_mb_per_min"]
+    rows = [("video", f"{r['video_seconds'] / 60:.2f} min, {r['frames']} frames"),
+            ("wall time", f"{r['elapsed_s']:.1f} s"),
+            ("display / inference rate", f"{r['display_fps']:.1f} fps / {r['inference_fps']:.1f} steps/s"),
+            ("inference steps (person found)", f"{r['steps']} ({r.get('steps_with_person', '-')})"),
+            ("memory at start", f"{mem['start_mb']:.1f} MB"),
+            (f"memory after warm-up ({mem['warmup_at_s']:.0f} s)", f"{mem['warmup_mb']:.1f} MB"),
+            ("memory at end", f"{mem['end_mb']:.1f} MB"),
+            ("peak memory", f"{mem['peak_mb']:.1f} MB"),
+            ("growth warm-up -> end", f"{mem['growth_mb']:+.1f} MB (bound {mem['max_growth_mb']:g} MB)"),
+            ("slope after warm-up", f"{slope:+.3f} MB/min" if slope is not None else "-")]
+    outs = r["outputs"]
+    if outs is not None:
+        rows += [("annotated mp4", f"{outs['mp4_frames']} of {outs['frames_written']} frames"),
+                 ("JSONL", f"{outs['jsonl_lines']} lines for {outs['steps']} steps")]
+    for row in r.get("intervals", []):           # --mode live
+        p95 = row["latency_p95_ms"]
+        rows.append((f"interval {row['interval']}", f"{row['display_fps']:.1f} fps, {row['inference_fps']:.1f} "
+                     f"steps/s, latency p95 {f'{p95:.0f} ms' if p95 is not None else '-'}, dropped {row['dropped']}"))
+    rows.append(("ended", r["end_reason"]))
+    for name, value in rows:
+        table.add_row(name, escape(str(value)))
+    console.print(table)
+    if outs is not None and outs.get("kept", True):
+        console.print(f"annotated video: {outs['mp4']}\npredictions: {outs['jsonl']}")

@@ -76,10 +76,17 @@ class VideoSink:
     """mp4 (MPEG-4 part 2, which every OpenCV wheel can write) at the source's fps.
 
     ``size`` None: the first frame's size (a camera's size is known only once it delivers).
+    ``timed``: frames carry their capture time and land on the file's constant-rate grid
+    (repeated across a gap, skipped when they come faster than ``fps``), so a live recording
+    plays back at the speed it happened, whatever rate the display loop managed.
     """
 
-    def __init__(self, path: str | Path, fps: float, size: tuple[int, int] | None = None):
+    MAX_GAP_S = 10.0     # a longer gap (a camera reconnecting) is not filled frame by frame
+
+    def __init__(self, path: str | Path, fps: float, size: tuple[int, int] | None = None, timed: bool = False):
         self.path = Path(path)
+        self.timed = timed
+        self._t0: float | None = None
         if self.path.suffix.lower() != ".mp4":
             raise ValueError(f"{self.path}: the annotated video must be an .mp4 path")
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -100,14 +107,27 @@ class VideoSink:
         if not self._writer.isOpened():
             raise ValueError(f"{self.path}: cannot write a video here (is the folder writable?)")
 
-    def write(self, image: np.ndarray) -> None:
+    def write(self, image: np.ndarray, t_ms: float | None = None) -> None:
+        copies = 1
+        if self.timed:
+            if t_ms is None:
+                raise ValueError(f"{self.path}: a timed video needs each frame's capture time")
+            self._t0 = t_ms if self._t0 is None else self._t0
+            slot = int(round((t_ms - self._t0) * self.fps / 1000.0))
+            copies = slot - self.frames + 1
+            if copies > self.MAX_GAP_S * self.fps:      # re-anchor after a long gap: it plays as a cut
+                self._t0 = t_ms - self.frames * 1000.0 / self.fps
+                copies = 1
+            if copies <= 0:
+                return                  # faster than the file's rate: this slot is filled already
         if self.size is None:
             self.size = (image.shape[1], image.shape[0])
             self._open()
         if (image.shape[1], image.shape[0]) != self.size:
             image = cv2.resize(image, self.size)
-        self._writer.write(image)
-        self.frames += 1
+        for _ in range(copies):
+            self._writer.write(image)
+        self.frames += copies
 
     def close(self) -> None:
         """Finalise the mp4 and give it its final name; a file that does not read back is removed."""

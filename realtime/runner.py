@@ -268,6 +268,17 @@ class InferenceWorker:
             with self._cond:
                 self._result, self._seq, self._busy = pred, self._seq + 1, False
 
+    def wait_idle(self, timeout_s: float) -> bool:
+        """Wait until the offered frame, if any, has been processed; False on timeout."""
+        deadline = time.perf_counter() + timeout_s
+        with self._cond:
+            while (self._busy or self._pending is not None) and self._error is None:
+                left = deadline - time.perf_counter()
+                if left <= 0:
+                    return False
+                self._cond.wait(min(left, 0.05))
+            return True
+
     def close(self) -> None:
         with self._cond:
             self._stop = True
@@ -309,6 +320,12 @@ def run_live(source, recognizer: Recognizer, cfg: LiveConfig, outputs: Outputs,
             if seen < 0:
                 reason = "quit by the user"
                 break
+        if reason is None and worker.wait_idle(5.0):   # the input ended: keep the step still running
+            pred, seq = worker.latest()
+            if seq != seen and pred is not None:
+                tally.add_step(pred)
+                tally.latency_ms.append((time.perf_counter() - pred.captured_at) * 1000.0)
+                _log_step(outputs, pred, tally)
     except KeyboardInterrupt:
         reason = "interrupted (Ctrl-C)"
     finally:
@@ -333,7 +350,7 @@ def _show_frame(frame: Frame, worker: InferenceWorker, seen: int, tally: _Tally,
         tally.latency_ms.append((time.perf_counter() - pred.captured_at) * 1000.0)
         _log_step(outputs, pred, tally)
     if outputs.video is not None:
-        outputs.video.write(image)
+        outputs.video.write(image, frame.timestamp_ms)
     if show is not None and not show(image):
         return -1
     return seq

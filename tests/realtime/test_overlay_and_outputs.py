@@ -89,3 +89,27 @@ def test_video_sink_sizes_from_first_frame_and_rejects_other_suffixes(tmp_path):
     cap.release()
     with pytest.raises(ValueError, match=".mp4"):
         VideoSink(tmp_path / "a.avi", 12.0)
+
+
+def test_timed_video_sink_plays_back_at_the_speed_it_happened(tmp_path):
+    """Frames land on the file's 10 fps grid by capture time: a gap is held, early frames are skipped."""
+    sink = VideoSink(tmp_path / "t.mp4", 10.0, (64, 48), timed=True)
+    for t_ms, value in ((1000, 0), (1100, 60), (1350, 120), (1360, 180), (1400, 240)):
+        sink.write(np.full((48, 64, 3), value, np.uint8), t_ms)
+    with pytest.raises(ValueError, match="capture time"):
+        sink.write(np.zeros((48, 64, 3), np.uint8))
+    sink.close()
+    cap = cv2.VideoCapture(str(tmp_path / "t.mp4"))
+    levels = []
+    while (got := cap.read())[0]:
+        levels.append(int(round(got[1].mean() / 60.0)) * 60)
+    assert levels == [0, 60, 120, 120, 120]            # 400 ms of capture time = 5 frames at 10 fps
+
+
+def test_timed_video_sink_cuts_a_long_gap_instead_of_filling_it(tmp_path):
+    sink = VideoSink(tmp_path / "g.mp4", 10.0, (64, 48), timed=True)
+    sink.write(np.zeros((48, 64, 3), np.uint8), 0.0)
+    sink.write(np.full((48, 64, 3), 200, np.uint8), 60_000.0)      # a minute later (a reconnect)
+    sink.write(np.full((48, 64, 3), 200, np.uint8), 60_100.0)
+    sink.close()
+    assert int(cv2.VideoCapture(str(tmp_path / "g.mp4")).get(cv2.CAP_PROP_FRAME_COUNT)) == 3
