@@ -96,8 +96,9 @@ def _train_callback(p: Progress, state: dict):
                      info=f"loss {d['loss']:.3f}  {d['clips_per_s']:.1f} clips/s")
         elif kind == "epoch":
             val = f"val top-1 {100 * d['val_top1']:.1f}%  top-5 {100 * d['val_top5']:.1f}%" if "val_top1" in d else "no val clips"
-            p.console.print(f"epoch {d['epoch'] + 1}: train loss {d['train_loss']:.3f}  "
-                            f"top-1 {100 * d['train_top1']:.1f}%  {val}  ({d['train_clips_per_s']:.1f} clips/s)")
+            p.console.print(f"epoch {d['epoch'] + 1}: train loss {d['train_loss']:.3f}  top-1 "
+                            f"{100 * d['train_top1']:.1f}%  top-5 {100 * d['train_top5']:.1f}%  {val}  "
+                            f"({d['train_clips_per_s']:.1f} clips/s)")
     return cb
 
 
@@ -107,10 +108,15 @@ def train(data: Optional[Path] = typer.Argument(None, help="Dataset folder (not 
           epochs: int = typer.Option(20), batch_size: int = typer.Option(16, help="Clips per step (per process)."),
           lr: float = typer.Option(3e-4), weight_decay: float = typer.Option(5e-4),
           label_smoothing: float = typer.Option(0.0), class_weights: bool = typer.Option(False, help="Inverse-frequency loss weights."),
-          balanced_sampler: bool = typer.Option(False, help="Sample clips inversely to class frequency."),
+          balanced_sampler: bool = typer.Option(False, help="Sample clips inversely to class frequency "
+                                                "(one process only; refused under torchrun)."),
           amp: bool = typer.Option(False, help="Mixed precision (CUDA)."), workers: int = typer.Option(2),
           seed: int = typer.Option(0), split: str = typer.Option("random", help="random | cross-subject."),
-          protocol: Optional[Path] = typer.Option(None, help="Cross-subject protocol JSON."),
+          protocol: Optional[Path] = typer.Option(None, help="Cross-subject protocol JSON (default: the official "
+                                                  "iMiGUE one shipped with mgr)."),
+          val_fraction: float = typer.Option(0.1, help="Cross-subject only: share of the train subjects' clips held "
+                                             "out for validation. 0 trains on all of them (13,935 iMiGUE clips, as "
+                                             "published results do), with no validation: best.pt is the last epoch."),
           split_file: Optional[Path] = typer.Option(None, help="Reuse a saved split.json."),
           keypoints: Optional[Path] = typer.Option(None, help="Parallel OpenPose keypoint tree."),
           pretrained: Optional[Path] = typer.Option(None, help="torchvision resnet18 ImageNet state_dict."),
@@ -141,7 +147,7 @@ def train(data: Optional[Path] = typer.Argument(None, help="Dataset folder (not 
         cfg = TrainConfig(modality=modality, epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
                           label_smoothing=label_smoothing, class_weights=class_weights,
                           balanced_sampler=balanced_sampler, amp=amp, workers=workers, seed=seed, split=split,
-                          protocol=str(protocol) if protocol else None, pretrained=str(pretrained) if pretrained else None,
+                          protocol=str(protocol) if protocol else None, val_fraction=val_fraction, pretrained=str(pretrained) if pretrained else None,
                           allow_download=download, freeze_backbone=freeze_backbone,
                           cache_dir=str(cache_frames) if cache_frames else None, device=device)
         out = out or Path("runs") / modality
@@ -158,23 +164,28 @@ def train(data: Optional[Path] = typer.Argument(None, help="Dataset folder (not 
     if os.environ.get("RANK", "0") != "0":      # under torchrun only rank 0 reports and records
         return
     record_model(Path(out) / "best.pt", "train")
-    console.print(f"best val top-1 {100 * result['best_val_top1']:.1f}% at epoch {result['best_epoch'] + 1}; "
-                  f"checkpoints in {out} (best.pt, last.pt). Next: mgr evaluate {out}/best.pt {data}")
+    best = (f"best val top-1 {100 * result['best_val_top1']:.1f}% at epoch {result['best_epoch'] + 1}"
+            if result["best_val_top1"] is not None else f"no validation clips: best.pt is the last epoch "
+                                                         f"({result['best_epoch'] + 1})")
+    console.print(f"{best}; checkpoints in {out} (best.pt, last.pt). Next: mgr evaluate {out}/best.pt {data}")
 
 
 def evaluate(checkpoint: Path = typer.Argument(..., help="A checkpoint (.pt), e.g. RUN/best.pt."),
              data: Path = typer.Argument(..., help="Dataset folder."),
              split: str = typer.Option("test", help="train | val | test | all."),
              split_file: Optional[Path] = typer.Option(None, help="Split file (default: split.json beside the checkpoint)."),
+             new_split: bool = typer.Option(False, help="Without a split file, make a new seeded random split "
+                                            "(its test part is NOT the run's test part)."),
              keypoints: Optional[Path] = typer.Option(None), out: Optional[Path] = typer.Option(None, help="Output folder."),
-             workers: int = typer.Option(2), device: str = typer.Option("cpu")) -> None:
+             batch_size: int = typer.Option(16, help="Clips per forward pass."),
+             workers: int = typer.Option(2), device: str = typer.Option("auto", help="auto (cuda if available) | cpu | cuda.")) -> None:
     """Top-1, top-5, mean per-class accuracy, per-class table, confusion matrix PNG and JSON."""
     from .checkpoint import CheckpointError
     from .run_eval import evaluate_checkpoint
     try:
         m = evaluate_checkpoint(str(checkpoint), str(data), split, str(out) if out else None,
                                 str(keypoints) if keypoints else None, str(split_file) if split_file else None,
-                                workers=workers, device=device)
+                                batch_size=batch_size, workers=workers, device=device, new_split=new_split)
     except (CheckpointError, ValueError) as e:
         _fail(str(e))
     t = Table(title=f"{m['modality']} on {split}: {m['clips']} clips")

@@ -8,6 +8,7 @@ where an uninterrupted run with the same seed ends.
 from __future__ import annotations
 
 import csv
+import inspect
 import json
 import logging
 import math
@@ -29,7 +30,8 @@ from .data import ClipDataset, DatasetConfig, fit_keypoint_stats, median_clip_se
 from .evaluate import compute_metrics, forward_batch, predict_loader, topk_correct
 from .model import FusionConfig, MicroGestureNet, check_modality, load_imagenet_weights
 from .preprocess import REFERENCE_SIZE, KeypointStats
-from .split import SPLITS, cross_subject_split, load_split, random_split, save_split, select
+from .split import (CROSS_SUBJECT_VAL_FRACTION, PARTS, SPLITS, cross_subject_split, load_protocol, load_split,
+                    random_split, save_split, select)
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +50,9 @@ class TrainConfig:
     workers: int = 2                      # DataLoader worker processes
     seed: int = 0                         # split, init, sampling and augmentation seed
     split: str = "random"                 # random (60/20/20) | cross-subject
-    protocol: str | None = None           # cross-subject protocol JSON
+    protocol: str | None = None           # cross-subject protocol JSON (None: the packaged official one)
+    val_fraction: float = CROSS_SUBJECT_VAL_FRACTION  # cross-subject: train subjects' clips held out for
+                                          # validation; 0 = train on all of them, no val (published protocol)
     pretrained: str | None = None         # torchvision resnet18 state_dict path
     allow_download: bool = True           # try torchvision's ImageNet download without --pretrained
     freeze_backbone: bool = False         # keep the ResNet18 encoder fixed (faster on CPU)
@@ -72,27 +76,95 @@ def _device(cfg: TrainConfig, local_rank: int) -> torch.device:
     if cfg.device == "cuda" or (cfg.device == "auto" and torch.cuda.is_available()):
         if not torch.cuda.is_available():
             raise ValueError("--device cuda asked for, but no CUDA device is available")
+        if local_rank >= torch.cuda.device_count():
+            raise ValueError(f"LOCAL_RANK {local_rank} but only {torch.cuda.device_count()} CUDA devices are visible; "
+                             "start at most that many processes per node")
         return torch.device("cuda", local_rank)
     return torch.device("cpu")
 
 
-def prepare_split(clips, out: Path, cfg: TrainConfig, split_file: str | None) -> dict:
-    """Reuse RUN/split.json (or --split-file); otherwise make the split and save it."""
+def validate_config(cfg: TrainConfig, world: int) -> None:
+    """Every check that needs no data, so a bad command fails before it writes anything."""
+    check_modality(cfg.modality)
+    if cfg.split not in SPLITS:
+        raise ValueError(f"unknown split {cfg.split!r}; choose one of {', '.join(SPLITS)}")
+    if cfg.epochs < 1 or cfg.batch_size < 1:
+        raise ValueError(f"--epochs and --batch-size must be at least 1 (got {cfg.epochs}, {cfg.batch_size})")
+    if not 0.0 <= cfg.val_fraction < 1.0:
+        raise ValueError(f"--val-fraction must be in [0, 1), got {cfg.val_fraction}")
+    if cfg.split != "cross-subject" and (cfg.protocol or cfg.val_fraction != CROSS_SUBJECT_VAL_FRACTION):
+        raise ValueError("--protocol and --val-fraction apply to --split cross-subject only "
+                         "(--split random is the report's fixed 60/20/20)")
+    if cfg.protocol:
+        load_protocol(cfg.protocol)
+    if cfg.pretrained and not Path(cfg.pretrained).is_file():
+        raise ValueError(f"--pretrained {cfg.pretrained}: no such file (a torchvision resnet18 state_dict)")
+    if cfg.balanced_sampler and world > 1:
+        raise ValueError("--balanced-sampler is not supported with several processes (torchrun): DDP's "
+                         "DistributedSampler shards clips uniformly; use --class-weights instead, or one process")
+
+
+def _init_distributed(cfg: TrainConfig, world: int, local_rank: int) -> torch.device:
+    """This process's device; under torchrun, also the process group (NCCL on CUDA, gloo on CPU).
+
+    The CUDA device is set before the group is created: otherwise every NCCL rank of a node
+    would use cuda:0.
+    """
+    device = _device(cfg, local_rank)
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    if world > 1 and not dist.is_initialized():
+        if device.type == "cuda":
+            bind = {"device_id": device} if "device_id" in inspect.signature(dist.init_process_group).parameters else {}
+            dist.init_process_group("nccl", **bind)
+        else:
+            dist.init_process_group("gloo")
+    return device
+
+
+def _check_run_folder(out: Path, resume: bool) -> None:
+    if resume and not (out / "last.pt").exists():
+        raise ValueError(f"{out}: nothing to resume (no last.pt)")
+    if not resume and (out / "last.pt").exists():
+        raise ValueError(f"{out}: already holds a run (last.pt); pass --resume to continue it or choose another --out")
+
+
+def make_split(clips, cfg: TrainConfig) -> dict:
+    if cfg.split == "random":
+        return random_split(clips, cfg.seed)
+    if cfg.split == "cross-subject":
+        return cross_subject_split(clips, cfg.protocol, cfg.seed, cfg.val_fraction)
+    raise ValueError(f"unknown split {cfg.split!r}; choose one of {', '.join(SPLITS)}")
+
+
+def _split_differences(old: dict, new: dict) -> list[str]:
+    diffs = [f"{k} {old.get(k)!r} (asked: {new.get(k)!r})" for k in ("kind", "seed") if old.get(k) != new.get(k)]
+    if not diffs and new["kind"] == "cross-subject":
+        old_vf = old.get("val_fraction", CROSS_SUBJECT_VAL_FRACTION)
+        if old_vf != new["val_fraction"]:
+            diffs.append(f"val_fraction {old_vf} (asked: {new['val_fraction']})")
+    if not diffs and any(sorted(old[p]) != sorted(new[p]) for p in PARTS):
+        diffs.append("other clips (another dataset, or another protocol)")
+    return diffs
+
+
+def prepare_split(clips, out: Path, cfg: TrainConfig, split_file: str | None, resume: bool = False) -> dict:
+    """--split-file, else (resuming) RUN/split.json, else a new split; nothing is written here.
+
+    A RUN/split.json left by an earlier attempt must equal the split asked for: reusing a
+    stale one silently would train on other clips than the command says.
+    """
     path = out / "split.json"
     if split_file:
-        split = load_split(split_file)
-    elif path.exists():
-        split = load_split(path)
-    elif cfg.split == "random":
-        split = random_split(clips, cfg.seed)
-    elif cfg.split == "cross-subject":
-        if not cfg.protocol:
-            raise ValueError("--split cross-subject needs --protocol (the official imigue_cross_subject.json)")
-        split = cross_subject_split(clips, cfg.protocol, cfg.seed)
-    else:
-        raise ValueError(f"unknown split {cfg.split!r}; choose one of {', '.join(SPLITS)}")
-    if _dist_info()[0] == 0:
-        save_split(split, path)
+        return load_split(split_file)
+    if resume and path.exists():
+        return load_split(path)
+    split = make_split(clips, cfg)
+    if path.exists():
+        diffs = _split_differences(load_split(path), split)
+        if diffs:
+            raise ValueError(f"{path} was made with {'; '.join(diffs)}. Delete it, choose another --out, "
+                             f"or pass --split-file {path} to reuse it on purpose")
     return split
 
 
@@ -184,7 +256,7 @@ def train_one_epoch(model, loader, optimizer, criterion, scaler, device, cfg, ca
                     features: FrozenFeatureCache | None = None) -> dict:
     core = model.module if hasattr(model, "module") else model
     _set_train_mode(core, cfg)
-    n = correct = 0
+    n = correct = correct5 = 0
     loss_sum, t0 = 0.0, time.perf_counter()
     total = len(loader) if cfg.max_steps_per_epoch is None else min(len(loader), cfg.max_steps_per_epoch)
     for step, batch in enumerate(loader):
@@ -203,12 +275,24 @@ def train_one_epoch(model, loader, optimizer, criterion, scaler, device, cfg, ca
         n += len(labels)
         loss_sum += float(loss.detach()) * len(labels)
         correct += topk_correct(logits.detach().float(), labels, 1)
+        correct5 += topk_correct(logits.detach().float(), labels, 5)
         if callback:
             callback("step", {"epoch": epoch, "step": step + 1, "steps": total, "loss": float(loss.detach()),
                               "clips_per_s": n / max(1e-9, time.perf_counter() - t0)})
     secs = time.perf_counter() - t0
-    return {"train_loss": loss_sum / max(1, n), "train_top1": correct / max(1, n),
+    loss_sum, correct, correct5, n = _sum_over_ranks([loss_sum, correct, correct5, n], device)
+    n = int(n)
+    return {"train_loss": loss_sum / max(1, n), "train_top1": correct / max(1, n), "train_top5": correct5 / max(1, n),
             "train_seconds": secs, "train_clips_per_s": n / max(1e-9, secs), "train_clips": n}
+
+
+def _sum_over_ranks(values: list[float], device: torch.device) -> list[float]:
+    """Sums over all DDP ranks (each saw its own shard), so the log describes the whole epoch."""
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return values
+    t = torch.tensor(values, dtype=torch.float64, device=device if dist.get_backend() == "nccl" else "cpu")
+    dist.all_reduce(t)
+    return t.tolist()
 
 
 def _write_json(path: Path, obj: dict) -> None:
@@ -272,25 +356,19 @@ def _evaluate_val(model, val_ds, cfg, epoch, device, rank, features=None) -> dic
 
 def fit(data_root: str, out: str | os.PathLike, cfg: TrainConfig, keypoints_root: str | None = None,
         resume: bool = False, split_file: str | None = None, callback: StepCallback | None = None) -> dict:
-    """Train one modality. Writes RUN/{split.json, log.csv, log.jsonl, last.pt, best.pt}."""
+    """Train one modality. Writes RUN/{train_config.json, environment.json, split.json, log.csv, log.jsonl,
+    last.pt, best.pt}, but only once every check on the arguments and the data has passed."""
     rank, world, local_rank = _dist_info()
-    if world > 1 and not dist.is_initialized():
-        dist.init_process_group("nccl" if torch.cuda.is_available() and cfg.device != "cpu" else "gloo")
-    device = _device(cfg, local_rank)
+    validate_config(cfg, world)
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    if resume and not (out / "last.pt").exists():
-        raise ValueError(f"{out}: nothing to resume (no last.pt)")
-    if not resume and (out / "last.pt").exists():
-        raise ValueError(f"{out}: already holds a run (last.pt); pass --resume to continue it or choose another --out")
+    _check_run_folder(out, resume)
+    device = _init_distributed(cfg, world, local_rank)
     torch.manual_seed(cfg.seed)
-    if rank == 0 and not resume:
-        _write_json(out / "train_config.json", {**asdict(cfg), "data": str(data_root), "keypoints": keypoints_root})
-        from .bench import machine_info
-        _write_json(out / "environment.json", {**machine_info(), "world_size": world, "device": str(device)})
     index = scan_dataset(data_root, keypoints_root)
-    split = prepare_split(index.clips, out, cfg, split_file)
+    split = prepare_split(index.clips, out, cfg, split_file, resume)
     train_clips, val_clips = select(index.clips, split, "train"), select(index.clips, split, "val")
+    if not train_clips:
+        raise ValueError(f"the split has no training clips ({data_root})")
     model, weights_source = build_model(cfg)
     if callback:
         callback("info", {"weights": weights_source, "train_clips": len(train_clips), "val_clips": len(val_clips),
@@ -303,7 +381,6 @@ def fit(data_root: str, out: str | os.PathLike, cfg: TrainConfig, keypoints_root
     state, stats = RunState(), None
     if resume:
         state, stats = _resume(out, model, optimizer, scheduler, scaler)
-        _trim_log(out, state.epoch) if rank == 0 else None
     if stats is None:
         stats = (fit_keypoint_stats(train_clips, cfg.reference_size) if model.uses_skeleton
                  else KeypointStats.identity(cfg.reference_size))
@@ -321,6 +398,8 @@ def fit(data_root: str, out: str | os.PathLike, cfg: TrainConfig, keypoints_root
     if cfg.freeze_backbone and model.uses_rgb and not resume:
         center_frozen_features(model, train_ds, device)
     criterion = loss_function(cfg, train_clips, device)
+    if rank == 0:
+        _write_run_files(out, cfg, data_root, keypoints_root, split, world, device, state if resume else None)
     ddp = nn.parallel.DistributedDataParallel(model, device_ids=[local_rank] if device.type == "cuda" else None) \
         if world > 1 else model
     for epoch in range(state.epoch, cfg.epochs):
@@ -330,10 +409,7 @@ def fit(data_root: str, out: str | os.PathLike, cfg: TrainConfig, keypoints_root
                **train_one_epoch(ddp, loader, optimizer, criterion, scaler, device, cfg, callback, epoch, features)}
         scheduler.step()
         row.update(_evaluate_val(model, val_ds, cfg, epoch, device, rank, features))
-        score = row.get("val_top1", row["train_top1"])
-        improved = score > state.best_top1
-        if improved:
-            state.best_top1, state.best_epoch = score, epoch
+        improved = _update_best(state, row, epoch)
         state.epoch = epoch + 1
         if rank == 0:
             _save_epoch(out, model, meta_args, row, state, optimizer, scheduler, scaler, improved)
@@ -343,8 +419,32 @@ def fit(data_root: str, out: str | os.PathLike, cfg: TrainConfig, keypoints_root
             callback("epoch", row)
     if world > 1:
         _record_rank_agreement(model, out, rank, world)
-    return {"out": str(out), "best_epoch": state.best_epoch, "best_val_top1": state.best_top1,
+    return {"out": str(out), "best_epoch": state.best_epoch,
+            "best_val_top1": state.best_top1 if val_ds is not None else None,
             "weights": weights_source, "epochs": cfg.epochs}
+
+
+def _update_best(state: RunState, row: dict, epoch: int) -> bool:
+    """Best by validation top-1; without validation (e.g. --val-fraction 0) the best is the last epoch."""
+    score = row.get("val_top1")
+    improved = score is None or score > state.best_top1
+    if improved:
+        state.best_epoch = epoch
+        state.best_top1 = state.best_top1 if score is None else score
+    return improved
+
+
+def _write_run_files(out: Path, cfg: TrainConfig, data_root, keypoints_root, split: dict, world: int,
+                     device: torch.device, resumed: RunState | None) -> None:
+    """The run's description, written once every check has passed (rank 0 only)."""
+    out.mkdir(parents=True, exist_ok=True)
+    if resumed is not None:
+        _trim_log(out, resumed.epoch)
+        return
+    _write_json(out / "train_config.json", {**asdict(cfg), "data": str(data_root), "keypoints": keypoints_root})
+    from .bench import machine_info
+    _write_json(out / "environment.json", {**machine_info(), "world_size": world, "device": str(device)})
+    save_split(split, out / "split.json")
 
 
 def _record_rank_agreement(model: nn.Module, out: Path, rank: int, world: int) -> None:

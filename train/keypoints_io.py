@@ -28,6 +28,20 @@ def keypoints_path_for(image_stem: str, directory: Path) -> Path:
     return Path(directory) / f"{image_stem}{KEYPOINTS_SUFFIX}"
 
 
+def _pose_values(flat, source: str, i: int) -> list:
+    """``pose_keypoints_2d`` checked to be a list of 0 or 75 numbers (null allowed: a missing value)."""
+    if not isinstance(flat, list):
+        raise KeypointFileError(f"{source}: person {i} pose_keypoints_2d is a {type(flat).__name__}, "
+                                "expected a list of numbers")
+    bad = next((v for v in flat if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)))), None)
+    if bad is not None:
+        raise KeypointFileError(f"{source}: person {i} pose_keypoints_2d holds a non-number ({bad!r})")
+    if len(flat) not in (0, NUM_JOINTS * 3):
+        raise KeypointFileError(f"{source}: person {i} has {len(flat)} pose values, "
+                                f"expected {NUM_JOINTS * 3} (Body_25 x, y, c)")
+    return flat
+
+
 def parse_openpose(data: dict, source: str = "<json>") -> tuple[np.ndarray, int]:
     """OpenPose JSON dict -> ((25, 3) of the most confident person, number of people).
 
@@ -41,12 +55,14 @@ def parse_openpose(data: dict, source: str = "<json>") -> tuple[np.ndarray, int]
         flat = person.get("pose_keypoints_2d") if isinstance(person, dict) else None
         if flat is None:
             raise KeypointFileError(f"{source}: person {i} has no pose_keypoints_2d")
-        if len(flat) == 0:
+        if len(_pose_values(flat, source, i)) == 0:
             continue
-        if len(flat) != NUM_JOINTS * 3:
-            raise KeypointFileError(f"{source}: person {i} has {len(flat)} pose values, "
-                                    f"expected {NUM_JOINTS * 3} (Body_25 x, y, c)")
-        kp = np.asarray([np.nan if v is None else v for v in flat], dtype=np.float32).reshape(NUM_JOINTS, 3)
+        try:
+            kp = np.asarray([np.nan if v is None else v for v in flat], dtype=np.float64)
+        except OverflowError as e:                  # an integer too large for a float
+            raise KeypointFileError(f"{source}: person {i} pose_keypoints_2d holds a value out of range") from e
+        with np.errstate(over="ignore"):            # beyond float32: inf, i.e. a missing joint
+            kp = kp.astype(np.float32).reshape(NUM_JOINTS, 3)  # (25, 3)
         finite = np.isfinite(kp).all(axis=1)
         score = float(np.where(finite, kp[:, 2], 0.0).sum())
         if score > best_score:

@@ -28,19 +28,36 @@ def _fmt(v, pct=True) -> str:
     return f"{100 * v:.2f}" if pct else f"{v:.1f}"
 
 
+def best_epoch_row(log: list[dict]) -> dict | None:
+    """The epoch best.pt was saved at: the first highest val top-1 (fit's rule); without
+    validation, the last epoch."""
+    with_val = [x for x in log if x.get("val_top1") is not None]
+    if not with_val:
+        return log[-1] if log else None
+    return max(with_val, key=lambda x: (x["val_top1"], -x["epoch"]))
+
+
+def _mean(values: list) -> float | None:
+    """Mean of the values present; None (shown n/a) when there are none, never 0."""
+    present = [v for v in values if v is not None]
+    return sum(present) / len(present) if present else None
+
+
 def table1_rows(runs: list[dict]) -> list[dict]:
     rows = []
     for r in runs:
         ev = r["evals"].get("test") or r["evals"].get("val") or {}
         log = r["log"]
-        part = "test" if "test" in r["evals"] else ("val" if ev else "val (last epoch)")
-        last = log[-1] if log else {}
+        best = best_epoch_row(log) or {}
+        part = "test" if "test" in r["evals"] else ("val" if ev else
+                                                     f"val (best epoch {best['epoch'] + 1})" if "val_top1" in best
+                                                     else "no validation")
         rows.append({
             "run": r["name"], "modality": r["modality"] or "?", "split": part,
-            "top1": ev.get("top1", last.get("val_top1")), "top5": ev.get("top5", last.get("val_top5")),
-            "mean_class_accuracy": ev.get("mean_class_accuracy", last.get("val_mean_class_accuracy")),
-            "train_s_per_epoch": sum(x["train_seconds"] for x in log) / len(log) if log else None,
-            "eval_s_per_epoch": (sum(x.get("eval_seconds", 0) for x in log) / len(log)) if log else None,
+            "top1": ev.get("top1", best.get("val_top1")), "top5": ev.get("top5", best.get("val_top5")),
+            "mean_class_accuracy": ev.get("mean_class_accuracy", best.get("val_mean_class_accuracy")),
+            "train_s_per_epoch": _mean([x.get("train_seconds") for x in log]),
+            "eval_s_per_epoch": _mean([x.get("eval_seconds") for x in log]),
         })
     return rows
 

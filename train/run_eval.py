@@ -14,30 +14,52 @@ from .preprocess import KeypointStats
 from .split import load_split, random_split, select
 
 
+def resolve_device(device: str) -> torch.device:
+    """``auto``: cuda when available, else cpu; otherwise a torch device name (cpu, cuda, cuda:1)."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except RuntimeError as e:
+        raise ValueError(f"unknown device {device!r}; choose auto, cpu or cuda[:N]") from e
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"--device {device} asked for, but no CUDA device is available")
+    return dev
+
+
 def evaluate_checkpoint(checkpoint: str, data_root: str, part: str = "test", out: str | None = None,
                         keypoints_root: str | None = None, split_file: str | None = None,
-                        batch_size: int = 16, workers: int = 2, device: str = "cpu") -> dict:
+                        batch_size: int = 16, workers: int = 2, device: str = "cpu",
+                        new_split: bool = False) -> dict:
     """Top-1/top-5/mean class accuracy, per-class table and confusion matrix of ``part``.
 
-    The split comes from ``split_file``, else ``split.json`` beside the checkpoint, else a
-    fresh seeded random split (said so in the result). Writes eval_<part>.json and
-    confusion_<part>.png into ``out`` (default: the checkpoint's folder).
+    The split comes from ``split_file``, else ``split.json`` beside the checkpoint. Without
+    either it is an error, unless ``new_split`` asks for a fresh seeded random split (said so
+    in the result): a silent new split could put training clips in the test part. Writes
+    eval_<part>.json and confusion_<part>.png into ``out`` (default: the checkpoint's folder).
     """
+    if batch_size < 1:
+        raise ValueError(f"--batch-size must be at least 1, got {batch_size}")
+    dev = resolve_device(device)
     model, meta = load_model(checkpoint)
-    dev = torch.device(device)
     model.to(dev)
     index = scan_dataset(data_root, keypoints_root)
     sf = Path(split_file) if split_file else Path(checkpoint).parent / "split.json"
     if part == "all":
         clips, split_source = index.clips, "all clips"
+    elif split_file or sf.exists():
+        clips, split_source = select(index.clips, load_split(sf), part), str(sf)
+    elif new_split:
+        split = random_split(index.clips, int(meta["train_config"].get("seed", 0)))
+        clips, split_source = select(index.clips, split, part), "new random split (no split file given)"
     else:
-        split = load_split(sf) if sf.exists() else random_split(index.clips, int(meta["train_config"].get("seed", 0)))
-        split_source = str(sf) if sf.exists() else "new random split (no split.json found)"
-        clips = select(index.clips, split, part)
+        raise ValueError(f"split file {sf} is missing, so the {part} clips of this run are unknown. Pass the run's "
+                         "split with --split-file RUN/split.json, or --new-split to make a new seeded random split "
+                         "(its test part may hold clips the model was trained on)")
     stats = KeypointStats.from_dict(meta["keypoint_stats"])
     ds = ClipDataset(clips, DatasetConfig(model.uses_rgb, model.uses_skeleton, False, stats,
                                           tuple(meta["reference_size"]), num_frames=int(meta["num_frames"])))
-    loader = DataLoader(ds, batch_size=batch_size, num_workers=workers)
+    loader = DataLoader(ds, batch_size=batch_size, num_workers=workers, pin_memory=dev.type == "cuda")
     t0 = time.perf_counter()
     logits, labels, loss = predict_loader(model, loader, dev)
     metrics = compute_metrics(logits, labels, meta["class_names"])

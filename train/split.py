@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 from collections import defaultdict
+from importlib import resources
 from pathlib import Path
 
 import numpy as np
@@ -16,10 +17,17 @@ from .data import ClipRecord
 
 SPLITS = ("random", "cross-subject")
 PARTS = ("train", "val", "test")
+CROSS_SUBJECT_VAL_FRACTION = 0.1   # default share of train subjects' clips held out for model selection
+
+
+def packaged_protocol() -> Path:
+    """The official iMiGUE cross-subject protocol shipped with the package (37 train / 35 test subjects)."""
+    return Path(str(resources.files("mgr.train").joinpath("data/imigue_cross_subject.json")))
 
 
 def random_split(clips: list[ClipRecord], seed: int = 0, ratios=(0.6, 0.2, 0.2)) -> dict[str, list[str]]:
-    """Stratified per class. Classes with 1 clip go to train; with 2, to train and test."""
+    """Stratified per class. Classes with 1 clip go to train; with 2, to train and test (if the test
+    ratio is not 0). Every clip lands in exactly one part."""
     by_class: dict[int, list[str]] = defaultdict(list)
     for c in clips:
         by_class[c.label].append(c.clip_id)
@@ -29,9 +37,12 @@ def random_split(clips: list[ClipRecord], seed: int = 0, ratios=(0.6, 0.2, 0.2))
         ids = sorted(by_class[label])
         rng.shuffle(ids)
         n = len(ids)
-        n_train = max(1, int(round(ratios[0] * n)))
+        keep_test = 1 if n >= 2 and ratios[2] > 0 else 0      # a test clip for every class with 2+ clips
+        n_train = min(max(1, int(round(ratios[0] * n))), n - keep_test)
         n_val = int(round(ratios[1] * n)) if n >= 3 else 0
-        n_val = min(n_val, n - n_train - (1 if n >= 2 else 0))
+        n_val = max(0, min(n_val, n - n_train - keep_test))  # never negative: a clip in two parts
+        if ratios[2] == 0:
+            n_val = n - n_train                                # no test part: the rest validates
         out["train"] += ids[:n_train]
         out["val"] += ids[n_train:n_train + n_val]
         out["test"] += ids[n_train + n_val:]
@@ -46,10 +57,17 @@ def load_protocol(path: str | os.PathLike) -> tuple[set[int], set[int]]:
         raise ValueError(f"{path}: not a cross-subject protocol file (train_subjects, test_subjects): {e}") from e
 
 
-def cross_subject_split(clips: list[ClipRecord], protocol: str | os.PathLike, seed: int = 0,
-                        val_fraction: float = 0.1) -> dict:
-    """The official protocol: train/test by subject. Validation is carved from train subjects' clips
-    (stratified, seeded), so model selection never looks at the test subjects."""
+def cross_subject_split(clips: list[ClipRecord], protocol: str | os.PathLike | None = None, seed: int = 0,
+                        val_fraction: float = CROSS_SUBJECT_VAL_FRACTION) -> dict:
+    """The official protocol: train/test by subject (``protocol`` None: the packaged one).
+
+    Validation is carved from train subjects' clips (stratified, seeded), so model selection
+    never looks at the test subjects. ``val_fraction`` 0 keeps all train subjects' clips for
+    training (13,935 in iMiGUE's label file, as published results use) and no validation.
+    """
+    if not 0.0 <= val_fraction < 1.0:
+        raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
+    protocol = protocol or packaged_protocol()
     train_s, test_s = load_protocol(protocol)
     missing = [c.clip_id for c in clips if c.subject is None]
     if missing:
@@ -57,10 +75,14 @@ def cross_subject_split(clips: list[ClipRecord], protocol: str | os.PathLike, se
                          "needs the official layout (label CSV with subject_id); use --split random")
     train = [c for c in clips if c.subject in train_s]
     test = sorted(c.clip_id for c in clips if c.subject in test_s)
-    inner = random_split(train, seed, (1 - val_fraction, val_fraction, 0.0))
-    return {"kind": "cross-subject", "seed": seed, "protocol": str(protocol),
-            "train": inner["train"], "val": sorted(inner["val"] + inner["test"]), "test": test,
-            "train_all": sorted(c.clip_id for c in train)}
+    train_all = sorted(c.clip_id for c in train)
+    if val_fraction == 0.0:
+        fit_ids, val = train_all, []
+    else:
+        inner = random_split(train, seed, (1 - val_fraction, val_fraction, 0.0))
+        fit_ids, val = inner["train"], sorted(inner["val"] + inner["test"])
+    return {"kind": "cross-subject", "seed": seed, "protocol": str(protocol), "val_fraction": val_fraction,
+            "train": fit_ids, "val": val, "test": test, "train_all": train_all}
 
 
 def save_split(split: dict, path: str | os.PathLike) -> Path:

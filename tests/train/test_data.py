@@ -152,3 +152,31 @@ def test_frame_cache_returns_same_pixels(synth_data, tmp_path):
         a, b, c = plain[i]["rgb"], cached[i]["rgb"], cached[i]["rgb"]
         assert np.array_equal(a, b) and np.array_equal(b, c)
     assert len(list((tmp_path / "c").rglob("*.npy"))) > 0
+
+
+BAD_VALUES = {
+    "string": {"people": [{"pose_keypoints_2d": ["x"] + [0.0] * 74}]},
+    "number": {"people": [{"pose_keypoints_2d": 7}]},
+    "not_multiple_of_3": {"people": [{"pose_keypoints_2d": [0.5] * 74}]},
+    "people_not_list": {"people": {"pose_keypoints_2d": [0.5] * 75}},
+    "nested_list": {"people": [{"pose_keypoints_2d": [[0.5, 0.5, 0.5]] * 25}]},
+    "huge_int": {"people": [{"pose_keypoints_2d": [10 ** 400] + [0.0] * 74}]},
+}
+
+
+@pytest.mark.parametrize("kind", sorted(BAD_VALUES))
+def test_keypoint_json_with_bad_values_is_corrupt_not_a_crash(tmp_path, kind, caplog):
+    root = tmp_path / "d"
+    _img(root / "1" / "1.1.jpg")
+    _img(root / "1" / "1.2.jpg")
+    write_openpose_json(root / "1" / "1.1_keypoints.json", [_kp()])
+    (root / "1" / "1.2_keypoints.json").write_text(json.dumps(BAD_VALUES[kind]))
+    with pytest.raises(KeypointFileError, match=r"1\.2_keypoints\.json: .*(pose|people)"):
+        read_openpose_json(root / "1" / "1.2_keypoints.json")
+    rep = check_dataset(str(root))                                    # check-data counts it, no crash
+    assert rep.frames_checked == 2 and len(rep.corrupt_keypoints) == 1
+    assert "1.2_keypoints.json" in rep.corrupt_keypoints[0]
+    idx = scan_dataset(root)
+    kp = read_clip_keypoints(idx.clips[0], [0, 1], (320, 176))        # training: warn, frame missing
+    assert (kp[0, :8, 2] > 0).all() and not kp[1].any()
+    assert any("1.2_keypoints.json" in r.getMessage() and r.levelname == "WARNING" for r in caplog.records)

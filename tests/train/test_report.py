@@ -63,3 +63,19 @@ def test_html_report_renders_its_images_in_chromium(tmp_path):
                           f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=3000", "--dump-dom",
                           probe.as_uri()], capture_output=True, text=True, timeout=120)
     assert "<title>ok:3</title>" in out.stdout, out.stderr[-2000:]
+
+
+def test_run_without_eval_file_reports_best_epoch_and_missing_eval_time_as_na(tmp_path):
+    run = tmp_path / "skeleton"
+    run.mkdir()
+    rows = [{"epoch": e, "train_loss": 1.0, "train_top1": 0.5, "train_seconds": 10.0, "val_top1": v,
+             "val_top5": v + 0.2, "val_mean_class_accuracy": v / 2} for e, v in enumerate((0.1, 0.5, 0.5, 0.3))]
+    (run / "log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))   # no eval_seconds, no eval_*.json
+    row = table1_rows([read_run(run)])[0]
+    assert (row["top1"], row["top5"], row["mean_class_accuracy"]) == (0.5, 0.7, 0.25)   # best.pt's epoch, not last
+    assert row["split"] == "val (best epoch 2)" and row["eval_s_per_epoch"] is None
+    md = table1_markdown([row])
+    assert "| 50.00 | 70.00 | 25.00 | 10.0 | n/a |" in md
+    rows[0]["eval_seconds"], rows[2]["eval_seconds"] = 1.0, 3.0                     # some epochs timed
+    (run / "log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert table1_rows([read_run(run)])[0]["eval_s_per_epoch"] == 2.0

@@ -102,3 +102,26 @@ def test_garbage_file_is_called_corrupt_and_checkpoints_get_normal_permissions(t
     umask = os.umask(0)
     os.umask(umask)
     assert path.stat().st_mode & 0o777 == 0o666 & ~umask, "the mode any file the user writes gets, not 0600"
+
+
+def test_cross_subject_protocol_is_packaged_and_can_train_on_all_train_clips(shared_dir):
+    import json
+    from mgr.train.split import load_protocol, packaged_protocol
+    shared = json.loads((shared_dir / "data" / "imigue_cross_subject.json").read_text())
+    assert load_protocol(packaged_protocol()) == (set(shared["train_subjects"]), set(shared["test_subjects"]))
+    idx = scan_dataset(shared_dir / "data")
+    s = cross_subject_split(idx.clips)                               # no protocol path: the packaged one
+    assert len(s["train"]) + len(s["val"]) == 13935 and len(s["val"]) > 1000 and len(s["test"]) == 4563
+    full = cross_subject_split(idx.clips, val_fraction=0.0)          # published protocol: no validation
+    assert len(full["train"]) == 13935 and full["val"] == [] and full["train"] == full["train_all"]
+    assert full["test"] == s["test"]
+    with pytest.raises(ValueError, match=r"\[0, 1\)"):
+        cross_subject_split(idx.clips, val_fraction=1.0)
+
+
+def test_random_split_without_test_part_puts_each_clip_in_one_part():
+    clips = [ClipRecord(f"c{n}/{i}", n) for n in range(1, 12) for i in range(n)]    # classes of 1..11 clips
+    s = random_split(clips, seed=0, ratios=(0.9, 0.1, 0.0))
+    ids = s["train"] + s["val"] + s["test"]
+    assert len(ids) == len(set(ids)) == len(clips) and s["test"] == []
+    assert random_split(clips, seed=0) == random_split(clips, seed=0)                # default ratios: unchanged

@@ -24,6 +24,9 @@ def test_real_sample_skeleton_step_has_finite_loss(imigue_sample, tmp_path):
     fit(str(imigue_sample), tmp_path / "run", TrainConfig(modality="skeleton", epochs=1, batch_size=3, **CPU),
         callback=lambda k, d: rows.append(d) if k == "epoch" else None)
     assert len(rows) == 1 and np.isfinite(rows[0]["train_loss"]) and rows[0]["train_clips"] == 3
+    assert 0 <= rows[0]["train_top1"] <= rows[0]["train_top5"] <= 1                # top-5 logged too
+    logged = json.loads((tmp_path / "run" / "log.jsonl").read_text().splitlines()[0])
+    assert logged["train_top5"] == rows[0]["train_top5"]
     model, meta = load_model(tmp_path / "run" / "last.pt")
     assert meta["clip_seconds"] == pytest.approx(34 / 25)          # median of 90, 34, 31 frames at 25 fps
     assert meta["keypoint_stats"]["std"][0] > 1.0
@@ -78,3 +81,99 @@ def test_torchrun_two_processes_agree(synth_data, tmp_path):
     check = json.loads((tmp_path / "ddp" / "ddp_check.json").read_text())
     assert check["world_size"] == 2 and check["agree"], check
     assert (tmp_path / "ddp" / "best.pt").exists()
+    # the logged epoch covers both ranks' shards (all_reduce), not rank 0's alone
+    n_train = len(json.loads((tmp_path / "ddp" / "split.json").read_text())["train"])
+    row = json.loads((tmp_path / "ddp" / "log.jsonl").read_text().splitlines()[0])
+    assert row["train_clips"] == 2 * ((n_train + 1) // 2), (row, n_train)   # DistributedSampler pads to even
+    assert 0 <= row["train_top1"] <= row["train_top5"] <= 1
+
+
+def _leftovers(out):
+    return sorted(p.name for p in out.iterdir()) if out.exists() else []
+
+
+@pytest.mark.parametrize("bad", ["modality", "missing_pretrained", "garbage_pretrained", "protocol_with_random",
+                                 "no_data", "rgb_without_frames"])
+def test_bad_arguments_fail_before_writing_into_the_run_folder(bad, synth_data, imigue_sample, tmp_path):
+    data, cfg = synth_data, TrainConfig(modality="skeleton", epochs=1, **CPU)
+    (tmp_path / "garbage.pth").write_bytes(b"not a state dict")
+    if bad == "modality":
+        cfg = TrainConfig(modality="depth", epochs=1, **CPU)
+    elif bad == "missing_pretrained":
+        cfg = TrainConfig(modality="rgb", pretrained=str(tmp_path / "nope.pth"), **CPU)
+    elif bad == "garbage_pretrained":
+        cfg = TrainConfig(modality="rgb", pretrained=str(tmp_path / "garbage.pth"), **CPU)
+    elif bad == "protocol_with_random":
+        cfg = TrainConfig(modality="skeleton", protocol=str(tmp_path / "p.json"), **CPU)
+    elif bad == "no_data":
+        data = tmp_path / "missing"
+    elif bad == "rgb_without_frames":
+        data, cfg = imigue_sample, TrainConfig(modality="fusion", **CPU)   # official layout, no video
+    out = tmp_path / "run"
+    with pytest.raises(ValueError):
+        fit(str(data), out, cfg)
+    assert _leftovers(out) == []
+
+
+def test_stale_split_in_run_folder_is_refused_not_reused(synth_data, tmp_path):
+    from mgr.train.data import scan_dataset
+    from mgr.train.split import random_split, save_split
+    clips = scan_dataset(synth_data).clips
+    cfg = TrainConfig(modality="skeleton", epochs=1, max_steps_per_epoch=1, seed=0, **CPU)
+    save_split(random_split(clips, seed=1), tmp_path / "a" / "split.json")        # left by another attempt
+    with pytest.raises(ValueError, match=r"a/split\.json was made with seed 1 \(asked: 0\)"):
+        fit(str(synth_data), tmp_path / "a", cfg)
+    save_split(random_split(clips[:60], seed=0), tmp_path / "b" / "split.json")   # another (smaller) dataset
+    with pytest.raises(ValueError, match=r"b/split\.json was made with other clips"):
+        fit(str(synth_data), tmp_path / "b", cfg)
+    assert _leftovers(tmp_path / "b") == ["split.json"]
+    save_split(random_split(clips, seed=0), tmp_path / "c" / "split.json")        # the same split: fine
+    fit(str(synth_data), tmp_path / "c", cfg)
+    assert (tmp_path / "c" / "last.pt").exists()
+
+
+def test_balanced_sampler_is_refused_under_torchrun(synth_data, tmp_path, monkeypatch):
+    for k, v in {"RANK": "0", "WORLD_SIZE": "2", "LOCAL_RANK": "0"}.items():
+        monkeypatch.setenv(k, v)
+    monkeypatch.delenv("MASTER_ADDR", raising=False)
+    with pytest.raises(ValueError, match="--balanced-sampler is not supported with several processes"):
+        fit(str(synth_data), tmp_path / "run", TrainConfig(modality="skeleton", balanced_sampler=True, **CPU))
+    assert _leftovers(tmp_path / "run") == []
+
+
+def test_ddp_on_cuda_binds_each_rank_to_its_own_gpu(monkeypatch):
+    import functools
+    import torch.distributed as dist
+    from mgr.train import fit as fit_mod
+    calls = []
+
+    @functools.wraps(dist.init_process_group)          # keeps the installed torch's signature
+    def fake_init(backend=None, **kw):
+        calls.append(("init", backend, kw.get("device_id")))
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setattr(torch.cuda, "set_device", lambda d: calls.append(("set_device", torch.device(d))))
+    monkeypatch.setattr(dist, "init_process_group", fake_init)
+    monkeypatch.setattr(dist, "is_initialized", lambda: False)
+    dev = fit_mod._init_distributed(TrainConfig(device="auto"), world=2, local_rank=1)
+    assert dev == torch.device("cuda", 1)
+    assert calls == [("set_device", torch.device("cuda", 1)), ("init", "nccl", torch.device("cuda", 1))]
+    calls.clear()
+    assert fit_mod._init_distributed(TrainConfig(device="cpu"), world=2, local_rank=1) == torch.device("cpu")
+    assert calls == [("init", "gloo", None)]                 # the CPU path is unchanged
+    with pytest.raises(ValueError, match="LOCAL_RANK 2 but only 2 CUDA devices"):
+        fit_mod._init_distributed(TrainConfig(device="cuda"), world=3, local_rank=2)
+
+
+def test_cross_subject_with_packaged_protocol_and_no_validation(imigue_sample, tmp_path):
+    rows = []
+    cfg = TrainConfig(modality="skeleton", epochs=2, batch_size=3, split="cross-subject", val_fraction=0.0, **CPU)
+    result = fit(str(imigue_sample), tmp_path / "run", cfg, callback=lambda k, d: rows.append(d) if k == "epoch" else None)
+    split = json.loads((tmp_path / "run" / "split.json").read_text())
+    assert split["kind"] == "cross-subject" and len(split["train"]) == 3 and split["val"] == []  # subject 22: train
+    assert all(r["train_clips"] == 3 and "val_top1" not in r for r in rows)
+    assert result["best_epoch"] == 1 and result["best_val_top1"] is None
+    assert read_checkpoint(tmp_path / "run" / "best.pt")["metadata"]["metrics"]["epoch"] == 1   # best = last
+    with pytest.raises(ValueError, match="cross-subject only"):
+        fit(str(imigue_sample), tmp_path / "r2", TrainConfig(modality="skeleton", val_fraction=0.0, **CPU))
