@@ -37,13 +37,30 @@ def _precision(fp16: bool, int8: bool) -> str:
     return "fp16" if fp16 else "int8" if int8 else "fp32"
 
 
-def _calibration(calib: Optional[Path], metadata: dict, clips: int, split_file: Optional[Path]):
+def _split_file(split_file: Optional[Path], models: list[Path]) -> Optional[Path]:
+    """The run's split: --split-file, else the split.json beside a checkpoint (RUN/best.pt), else
+    None (the seeded 60/20/20 split, which is the run's only for a --split random run on this data)."""
+    if split_file is not None:
+        return split_file
+    for m in models:
+        beside = Path(m).parent / "split.json"
+        if Path(m).suffix == ".pt" and beside.is_file():
+            console.print(f"using the run's split {beside}")
+            return beside
+    console.print("[yellow]no --split-file and no split.json beside a checkpoint: using the seeded 60/20/20 "
+                  "split, which is the run's own only for a --split random run on this same data[/]", soft_wrap=True)
+    return None
+
+
+def _calibration(calib: Optional[Path], metadata: dict, clips: int, split_file: Optional[Path],
+                 model: Optional[Path] = None):
     """--calib DATA: a dataset folder (training part of its split) or an .npz of preprocessed arrays."""
     if calib is None:
         return None
     from .clip_data import ClipSource, dataset_calibration, is_dataset
     from .quantize import npz_calibration
     if is_dataset(calib):
+        split_file = _split_file(split_file, [model] if model is not None else [])
         return dataset_calibration(ClipSource(calib, part="train", split_file=split_file, max_clips=clips), metadata)
     if calib.suffix == ".npz":
         return npz_calibration(calib)
@@ -89,7 +106,7 @@ def export_onnx_cmd(
         int8: bool = typer.Option(False, "--int8", help="Static INT8 (QDQ, per-channel weights) for CPUs."),
         calib: Optional[Path] = typer.Option(None, help="Calibration clips: dataset folder or .npz (with --int8)."),
         calib_clips: int = typer.Option(64, help="Calibration clips taken from DATA's training part."),
-        split_file: Optional[Path] = typer.Option(None, help="The run's split.json (default: seeded random split).")) -> None:
+        split_file: Optional[Path] = typer.Option(None, help="The run's split.json (default: split.json beside a .pt checkpoint, else the seeded random split).")) -> None:
     """Export a checkpoint to ONNX: frame encoder, clip head and whole-clip graph, self-describing."""
     from mgr.train.checkpoint import CheckpointError
     from .backends import MissingRuntimeError
@@ -99,7 +116,7 @@ def export_onnx_cmd(
     precision = _precision(fp16, int8)
     try:
         cfg = OnnxExportConfig(opset=opset, batch=batch)
-        data = _calibration(calib, _metadata_of(checkpoint), calib_clips, split_file)
+        data = _calibration(calib, _metadata_of(checkpoint), calib_clips, split_file, checkpoint)
         with console.status(f"exporting {checkpoint} ({precision})"):
             paths = export_onnx(checkpoint, out, cfg, precision, data)
             parity = _onnx_parity(checkpoint, paths.clip, data)
@@ -122,7 +139,7 @@ def export_trt_cmd(
         int8: bool = typer.Option(False, "--int8", help="INT8 via explicit Q/DQ calibrated on --calib."),
         calib: Optional[Path] = typer.Option(None, help="Calibration clips: dataset folder or .npz."),
         calib_clips: int = typer.Option(64, help="Calibration clips taken from DATA's training part."),
-        split_file: Optional[Path] = typer.Option(None, help="The run's split.json (default: seeded random split)."),
+        split_file: Optional[Path] = typer.Option(None, help="The run's split.json (default: split.json beside a .pt checkpoint, else the seeded random split)."),
         workspace: int = typer.Option(2048, help="Builder workspace limit, MiB."),
         profile: str = typer.Option("1,1,32", help="Clip batch profile MIN,OPT,MAX."),
         timing_cache: Optional[Path] = typer.Option(None, help="Timing cache file, read and updated."),
@@ -144,7 +161,7 @@ def export_trt_cmd(
         if cfg.profile.min > 1:
             console.print(f"[yellow]profile min {cfg.profile.min} > 1: the live loop runs batch 1 and will refuse "
                           f"these engines; fine for batch-only use[/]")
-        data = _calibration(calib, _metadata_of(source), calib_clips, split_file)
+        data = _calibration(calib, _metadata_of(source), calib_clips, split_file, source)
         with console.status(f"building TensorRT engines from {source} ({precision})"):
             result = export_trt(source, out, cfg, data, OnnxExportConfig(batch=batch))
     except (CheckpointError, MissingRuntimeError, ValueError) as e:
@@ -169,7 +186,7 @@ def bench_models_cmd(
         warmup: int = typer.Option(5, help="Untimed warm-up calls per measurement."),
         data: Optional[Path] = typer.Option(None, help="Dataset folder: also report top-1/top-5 on a split part."),
         part: str = typer.Option("test", help="Split part for --data: train | val | test | all."),
-        split_file: Optional[Path] = typer.Option(None, help="The run's split.json (default: seeded random split).")) -> None:
+        split_file: Optional[Path] = typer.Option(None, help="The run's split.json (default: split.json beside a .pt checkpoint, else the seeded random split).")) -> None:
     """Latency and throughput of each artifact through its backend, in one process."""
     from .backends import MissingRuntimeError
     from .bench import BenchConfig, run_bench, write_report
@@ -179,7 +196,7 @@ def bench_models_cmd(
         source = None
         if data is not None:
             from .clip_data import ClipSource
-            source = ClipSource(data, part=part, split_file=split_file)
+            source = ClipSource(data, part=part, split_file=_split_file(split_file, models))
         with console.status("benchmarking") as status:
             report = run_bench([str(m) for m in models], device, threads, cfg,
                                progress=lambda m: status.update(f"benchmarking {m}"), data=source)

@@ -79,3 +79,25 @@ def test_bench_cli_prints_a_table_and_writes_json(tmp_path, onnx_sets, checkpoin
 def test_run_bench_with_unknown_suffix_fails_cleanly():
     with pytest.raises(ValueError, match="valid suffixes"):
         run_bench(["model.xyz"], cfg=TINY)
+
+
+def test_bench_takes_the_split_beside_the_checkpoint(tmp_path, checkpoints, synth_data):
+    """Accuracy on a run's test part must use that run's split, not a fresh seeded one."""
+    import shutil
+    from mgr.train.data import scan_dataset
+    from mgr.train.split import save_split
+    run = tmp_path / "run"
+    run.mkdir()
+    ckpt = run / "best.pt"
+    shutil.copy(checkpoints["skeleton"], ckpt)
+    ids = [c.clip_id for c in scan_dataset(synth_data).clips]
+    save_split({"train": ids[3:], "val": [], "test": ids[:3]}, run / "split.json")
+    app, bench = typer.Typer(), typer.Typer()
+    app.add_typer(bench, name="bench")
+    engines_cli.register(app, bench)
+    out = tmp_path / "bench.json"
+    result = CliRunner().invoke(app, ["bench", "models", str(ckpt), "--json", str(out), "--threads", "1",
+                                      "--iters", "2", "--warmup", "1", "--data", str(synth_data)])
+    assert result.exit_code == 0, result.output
+    assert "using the run's split" in " ".join(result.output.split())
+    assert json.loads(out.read_text())["results"][0]["accuracy"]["clips"] == 3
