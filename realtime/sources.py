@@ -301,8 +301,8 @@ def _at_known_end(cap: Capture) -> bool:
 
 def open_camera(index: int, max_reconnects: int = 3, reconnect_delay_s: float = 1.0) -> LiveSource:
     return LiveSource(lambda: cv2.VideoCapture(index), f"camera {index}", max_reconnects, reconnect_delay_s,
-                      not_open_hint=(f"; is it connected and free? List cameras with `v4l2-ctl "
-                                     f"--list-devices` (Linux), or use --video PATH for a file"))
+                      not_open_hint=("; is it connected and free? List cameras with `v4l2-ctl "
+                                     "--list-devices` (Linux), or use --video PATH for a file"))
 
 
 def open_stream(url: str, max_reconnects: int = 3, reconnect_delay_s: float = 1.0) -> LiveSource:

@@ -7,7 +7,6 @@ import typer
 from typer.testing import CliRunner
 
 from mgr.engines import cli as engines_cli
-from mgr.engines.backends import load_backend
 from mgr.engines.clip_data import ClipSource, dataset_calibration, evaluate_backend
 from mgr.engines.onnx_meta import read_metadata
 
