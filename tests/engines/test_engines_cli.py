@@ -66,10 +66,11 @@ def test_dataset_calibration_yields_preprocessed_batches(synth_data, torch_backe
     assert batches[0][1].shape == (2, 3, 4, 25) and np.isfinite(batches[0][0]).all()
 
 
-def test_onnx_and_torch_agree_on_top1_over_a_synthetic_test_split(synth_data, torch_backends, ort_backends):
+@pytest.mark.parametrize("modality", ["skeleton", "rgb", "fusion"])
+def test_onnx_and_torch_agree_on_top1_over_a_synthetic_test_split(synth_data, torch_backends, ort_backends, modality):
     src = ClipSource(synth_data, part="test", batch=8)
-    m_torch, logits_torch = evaluate_backend(torch_backends["skeleton"], src)
-    m_onnx, logits_onnx = evaluate_backend(ort_backends["skeleton"], src)
+    m_torch, logits_torch = evaluate_backend(torch_backends[modality], src)
+    m_onnx, logits_onnx = evaluate_backend(ort_backends[modality], src)
     assert m_torch["clips"] == m_onnx["clips"] > 0
     assert (logits_torch.argmax(1) == logits_onnx.argmax(1)).all()
     assert m_torch["top1"] == m_onnx["top1"]
