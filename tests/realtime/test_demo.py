@@ -48,10 +48,11 @@ def test_demo_makes_every_output_and_records_the_onnx_model(demo_dir):
     assert newest == out / "onnx" / "model.onnx"       # `mgr live` without --model takes the ONNX graph
 
 
-def test_second_run_reuses_every_step(demo_dir, monkeypatch, pose_model):
+def test_second_run_reuses_every_step(demo_dir, monkeypatch, pose_model, tmp_path):
     out, first, _ = demo_dir
     stamps = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()}
     monkeypatch.setenv("MGR_POSE_MODEL", str(pose_model))
+    monkeypatch.setenv("MGR_HOME", str(tmp_path / "home"))       # the demo records its model there
     res = CliRunner().invoke(app, ["demo", "--out", str(out), "--clips", "64", "--epochs", "1"])
     assert res.exit_code == 0, res.output
     text = " ".join(res.output.split())
@@ -78,7 +79,8 @@ def test_offline_without_a_pose_model_runs_the_rest_and_says_how_to_supply_one(d
     assert "test top-1" in text                           # the steps that need no pose model still ran
 
 
-def test_unwritable_out_is_one_clear_error(tmp_path):
+def test_unwritable_out_is_one_clear_error(tmp_path, monkeypatch):
+    monkeypatch.setenv("MGR_HOME", str(tmp_path / "home"))
     blocker = tmp_path / "file"
     blocker.write_text("a file where the demo folder should be")
     res = CliRunner().invoke(app, ["demo", "--out", str(blocker / "demo")])

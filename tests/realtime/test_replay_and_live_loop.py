@@ -114,7 +114,8 @@ def test_replay_bad_video_is_one_clear_error(tmp_path, case, checkpoint_factory)
     assert ("not found" if case == "missing" else "decod") in text(res) and "Traceback" not in text(res)
 
 
-def test_without_a_model_the_command_says_how_to_make_one(tmp_path, astronaut_video):
+def test_without_a_model_the_command_says_how_to_make_one(tmp_path, astronaut_video, monkeypatch):
+    monkeypatch.setenv("MGR_HOME", str(tmp_path / "empty-home"))      # no model recorded by any other test
     res = runner.invoke(app, ["replay", str(astronaut_video)])
     assert res.exit_code == 2 and "mgr demo" in text(res) and "mgr train" in text(res)
 
