@@ -23,6 +23,7 @@ class DataReport:
     corrupt_keypoints: list[str] = field(default_factory=list)
     frames_without_person: int = 0
     frames_checked: int = 0
+    video_problems: list[str] = field(default_factory=list)   # official layout: unreadable videos, ranges past the end
 
     def frame_stats(self) -> dict:
         f = np.asarray(self.frames_per_clip or [0])
@@ -35,7 +36,10 @@ def check_dataset(root: str, keypoints_root: str | None = None, decode_images: b
     index: DatasetIndex = scan_dataset(root, keypoints_root)
     rep = DataReport(index.root, index.layout, index.class_counts(), [c.num_frames for c in index.clips],
                      list(index.problems))
+    video_frames: dict[str, int | None] = {}
     for i, clip in enumerate(index.clips):
+        if clip.video is not None and clip.frame_range is not None:
+            _check_video_range(clip, video_frames, rep)
         for path in clip.frames:
             try:
                 if decode_images:
@@ -57,3 +61,19 @@ def check_dataset(root: str, keypoints_root: str | None = None, decode_images: b
         if progress:
             progress(i + 1, len(index.clips))
     return rep
+
+
+def _check_video_range(clip, video_frames: dict, rep: DataReport) -> None:
+    """Official layout: the clip's video opens, and its frame range lies inside the video."""
+    import cv2
+    if clip.video not in video_frames:
+        cap = cv2.VideoCapture(clip.video)
+        n = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) if cap.isOpened() else None
+        cap.release()
+        video_frames[clip.video] = n
+        if n is None or n <= 0:
+            rep.video_problems.append(f"{clip.video}: cannot be opened as a video")
+    n = video_frames[clip.video]
+    if n and clip.frame_range[1] >= n:
+        rep.video_problems.append(f"{clip.video}: clip {clip.clip_id} asks for frames {clip.frame_range[0]}.."
+                                  f"{clip.frame_range[1]}, the video has {n} (0..{n - 1})")

@@ -68,12 +68,14 @@ def check_data(path: Path = typer.Argument(..., help="Dataset folder (any suppor
     s.add_row("frames per clip (min / median / max)", f"{fs['min']} / {fs['median']:.0f} / {fs['max']}")
     s.add_row("layout problems", str(len(rep.problems)))
     s.add_row("unreadable images", str(len(rep.unreadable_images)))
+    s.add_row("video problems (official layout)", str(len(rep.video_problems)))
     s.add_row("keypoint files checked", str(rep.frames_checked))
     s.add_row("keypoint files missing", str(rep.missing_keypoints))
     s.add_row("keypoint files corrupt", str(len(rep.corrupt_keypoints)))
     s.add_row("frames without a person (incl. missing)", str(rep.frames_without_person))
     console.print(s)
-    for title, lines in (("layout", rep.problems), ("images", rep.unreadable_images), ("keypoints", rep.corrupt_keypoints)):
+    for title, lines in (("layout", rep.problems), ("images", rep.unreadable_images), ("keypoints", rep.corrupt_keypoints),
+                         ("videos", rep.video_problems)):
         for line in lines[:show]:
             console.print(f"[yellow]{title}:[/yellow] {line}")
         if len(lines) > show:

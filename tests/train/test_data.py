@@ -179,3 +179,26 @@ def test_keypoint_json_with_bad_values_is_corrupt_not_a_crash(tmp_path, kind, ca
     kp = read_clip_keypoints(idx.clips[0], [0, 1], (320, 176))        # training: warn, frame missing
     assert (kp[0, :8, 2] > 0).all() and not kp[1].any()
     assert any("1.2_keypoints.json" in r.getMessage() and r.levelname == "WARNING" for r in caplog.records)
+
+
+@pytest.mark.parametrize("video", ["short", "garbage"])
+def test_check_data_reports_official_videos_that_cannot_hold_their_clips(imigue_sample, tmp_path, video):
+    """The real sample's label rows against a video that is too short, or not a video at all."""
+    import shutil
+    from mgr.train.checkdata import check_dataset
+    root = tmp_path / "imigue"
+    shutil.copytree(imigue_sample, root)
+    (root / "videos").mkdir()
+    path = root / "videos" / "298.mp4"
+    if video == "short":
+        w = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 30.0, (64, 36))
+        for _ in range(20):
+            w.write(np.zeros((36, 64, 3), np.uint8))
+        w.release()
+    else:
+        path.write_bytes(b"not a video" * 100)
+    rep = check_dataset(str(root))
+    if video == "short":
+        assert len(rep.video_problems) == 3 and all("the video has 20 (0..19)" in p for p in rep.video_problems)
+    else:
+        assert rep.video_problems == [f"{path}: cannot be opened as a video"]
