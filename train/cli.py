@@ -104,7 +104,8 @@ def _train_callback(p: Progress, state: dict):
     return cb
 
 
-def train(data: Optional[Path] = typer.Argument(None, help="Dataset folder (not needed with --resume)."),
+def train(ctx: typer.Context,
+          data: Optional[Path] = typer.Argument(None, help="Dataset folder (not needed with --resume)."),
           out: Optional[Path] = typer.Option(None, help="Run folder (default runs/<modality>)."),
           modality: str = typer.Option("fusion", help="fusion | rgb | skeleton."),
           epochs: int = typer.Option(20), batch_size: int = typer.Option(16, help="Clips per step (per process)."),
@@ -143,6 +144,12 @@ def train(data: Optional[Path] = typer.Argument(None, help="Dataset folder (not 
         except (json.JSONDecodeError, KeyError, TypeError, AttributeError) as e:
             _fail(f"{cfg_file}: not a readable training configuration ({e})")
         out = resume
+        given = [name for name in ctx.params if name != "resume"      # typed on the command line, not defaults
+                 and getattr(ctx.get_parameter_source(name), "name", "") == "COMMANDLINE"]
+        if given:
+            flags = ", ".join("DATA" if n == "data" else "--" + n.replace("_", "-") for n in given)
+            console.print(f"[yellow]--resume continues the run with its saved configuration ({cfg_file}); "
+                          f"ignored: {escape(flags)}[/]", soft_wrap=True)
     else:
         if data is None:
             _fail("give a dataset folder, or --resume RUN/")

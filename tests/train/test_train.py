@@ -177,3 +177,18 @@ def test_cross_subject_with_packaged_protocol_and_no_validation(imigue_sample, t
     assert read_checkpoint(tmp_path / "run" / "best.pt")["metadata"]["metrics"]["epoch"] == 1   # best = last
     with pytest.raises(ValueError, match="cross-subject only"):
         fit(str(imigue_sample), tmp_path / "r2", TrainConfig(modality="skeleton", val_fraction=0.0, **CPU))
+
+
+def test_resume_names_the_options_it_ignores(synth_data, tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+    from mgr.realtime.cli import app
+    monkeypatch.setenv("MGR_HOME", str(tmp_path / "home"))
+    run = tmp_path / "run"
+    fit(str(synth_data), run, TrainConfig(modality="skeleton", epochs=1, max_steps_per_epoch=1, **CPU))
+    res = CliRunner().invoke(app, ["train", "--resume", str(run), "--epochs", "99", "--lr", "1"])
+    assert res.exit_code == 0, res.output
+    text = " ".join(res.output.split())
+    assert "saved configuration" in text and "ignored: --epochs, --lr" in text
+    assert len((run / "log.jsonl").read_text().splitlines()) == 1            # still the saved 1 epoch
+    res = CliRunner().invoke(app, ["train", "--resume", str(run)])
+    assert res.exit_code == 0 and "ignored" not in res.output
