@@ -378,6 +378,8 @@ def fit(data_root: str, out: str | os.PathLike, cfg: TrainConfig, keypoints_root
                                   weight_decay=cfg.weight_decay)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, cfg.epochs))
     scaler = torch.amp.GradScaler(device.type, enabled=cfg.amp and device.type == "cuda")
+    if cfg.amp and device.type != "cuda":
+        log.warning("--amp is for CUDA; on %s the run trains in full precision", device.type)
     state, stats = RunState(), None
     if resume:
         state, stats = _resume(out, model, optimizer, scheduler, scaler)

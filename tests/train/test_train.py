@@ -192,3 +192,11 @@ def test_resume_names_the_options_it_ignores(synth_data, tmp_path, monkeypatch):
     assert len((run / "log.jsonl").read_text().splitlines()) == 1            # still the saved 1 epoch
     res = CliRunner().invoke(app, ["train", "--resume", str(run)])
     assert res.exit_code == 0 and "ignored" not in res.output
+
+
+def test_amp_on_cpu_says_it_trains_in_full_precision(synth_data, tmp_path, caplog):
+    import logging
+    with caplog.at_level(logging.WARNING, logger="mgr.train.fit"):
+        fit(str(synth_data), tmp_path / "run", TrainConfig(modality="skeleton", epochs=1, max_steps_per_epoch=1,
+                                                           amp=True, **CPU))
+    assert any("--amp is for CUDA" in r.getMessage() for r in caplog.records)
