@@ -16,9 +16,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from mgr.train.checkpoint import FORMAT_NAME, FORMAT_VERSION
-from mgr.train.classes import NUM_CLASSES
-from mgr.train.preprocess import IMAGE_SIZE
+from mgr.train.metadata import ArtifactMetadata, MetadataError
 
 ROLES = ("clip", "encoder", "head")
 RUNTIME_SUFFIXES = {".pt": "torch", ".onnx": "onnxruntime", ".engine": "tensorrt"}
@@ -28,7 +26,7 @@ FEATURE_DIM = 512                # ResNet18 frame feature width
 SKELETON_CHANNELS, NUM_JOINTS = 3, 25
 
 
-class ArtifactError(ValueError):
+class ArtifactError(MetadataError):
     """A file that is not a usable mgr artifact (wrong format, no metadata, bad shapes)."""
 
 
@@ -100,14 +98,16 @@ class TensorSpec:
         return cls(d["name"], tuple(d["shape"]), d.get("dtype", "float32"))
 
 
-def graph_io(role: str, uses_rgb: bool, uses_skeleton: bool, num_frames: int,
-             batch: int | str = DYNAMIC_BATCH, num_classes: int = NUM_CLASSES) -> tuple[tuple[TensorSpec, ...], tuple[TensorSpec, ...]]:
-    """Inputs and outputs of one graph. ``batch``: 1 or the dynamic axis name."""
+def graph_io(role: str, meta: ArtifactMetadata,
+             batch: int | str = DYNAMIC_BATCH) -> tuple[tuple[TensorSpec, ...], tuple[TensorSpec, ...]]:
+    """Inputs and outputs of one graph of the model ``meta`` describes. ``batch``: 1 or the dynamic axis name."""
     if role not in ROLES:
         raise ValueError(f"unknown graph role {role!r}; choose one of {', '.join(ROLES)}")
-    frame = (3, IMAGE_SIZE, IMAGE_SIZE)
+    uses_rgb, uses_skeleton, num_frames = meta.uses_rgb, meta.uses_skeleton, meta.num_frames
+    side = meta.preprocessing.image_size
+    frame = (3, side, side)
     skeleton = TensorSpec("skeleton", (batch, SKELETON_CHANNELS, num_frames, NUM_JOINTS))
-    logits = TensorSpec("logits", (batch, num_classes))
+    logits = TensorSpec("logits", (batch, meta.num_classes))
     if role == "encoder":
         if not uses_rgb:
             raise ValueError("a model without an RGB stream has no frame encoder")
@@ -130,32 +130,11 @@ def parse_batch(batch: str | int) -> int | str:
 
 
 # ----------------------------------------------------------------------------- metadata
-REQUIRED_KEYS = ("format", "format_version", "modality", "num_frames", "class_names",
-                 "reference_size", "keypoint_stats", "model_config")
-
-
-def check_metadata(meta: object, source: str | os.PathLike) -> dict:
-    """Refuse metadata that is not ours or is newer than this mgr reads."""
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT_NAME:
-        raise ArtifactError(f"{source}: carries no mgr metadata (format "
-                            f"{meta.get('format') if isinstance(meta, dict) else None!r}); "
-                            f"export it with `mgr export-onnx CHECKPOINT`")
-    missing = [k for k in REQUIRED_KEYS if k not in meta]
-    if missing:
-        raise ArtifactError(f"{source}: mgr metadata lacks {', '.join(missing)}; re-export it")
+def check_metadata(meta: object, source: str | os.PathLike) -> ArtifactMetadata:
+    """Metadata read from an artifact, checked against the one schema (format 1 migrated)."""
     try:
-        version = int(meta["format_version"])
-    except (TypeError, ValueError) as e:
-        raise ArtifactError(f"{source}: format_version {meta['format_version']!r} is not a number") from e
-    if version > FORMAT_VERSION:
-        raise ArtifactError(f"{source}: format version {version} is newer than this mgr "
-                            f"(reads up to {FORMAT_VERSION}); upgrade mgr")
-    return meta
-
-
-def uses_streams(meta: dict) -> tuple[bool, bool]:
-    """(uses_rgb, uses_skeleton) of the modality a metadata dict names."""
-    modality = meta["modality"]
-    if modality not in ("fusion", "rgb", "skeleton"):
-        raise ArtifactError(f"unknown modality {modality!r} in metadata; valid: fusion, rgb, skeleton")
-    return modality in ("fusion", "rgb"), modality in ("fusion", "skeleton")
+        return ArtifactMetadata.from_dict(meta, str(source))
+    except MetadataError as e:
+        if isinstance(meta, dict) and meta.get("format") is None:
+            raise ArtifactError(f"{e}; export it with `mgr export-onnx CHECKPOINT`") from e
+        raise ArtifactError(str(e)) from e

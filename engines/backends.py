@@ -17,11 +17,9 @@ from typing import Sequence
 
 import numpy as np
 
-from .artifacts import FEATURE_DIM, NUM_JOINTS, SKELETON_CHANNELS, check_metadata, runtime_for, uses_streams
-from mgr.train.preprocess import IMAGE_SIZE
+from .artifacts import FEATURE_DIM, NUM_JOINTS, SKELETON_CHANNELS, check_metadata, runtime_for
 
 DEVICES = ("cpu", "cuda")
-FRAME_SHAPE = (3, IMAGE_SIZE, IMAGE_SIZE)
 
 
 class MissingRuntimeError(RuntimeError):
@@ -51,12 +49,14 @@ class Backend(abc.ABC):
 
     runtime = "abstract"
 
-    def __init__(self, metadata: dict, source: str | os.PathLike):
-        self.metadata = check_metadata(metadata, source)
+    def __init__(self, metadata, source: str | os.PathLike):
+        self.metadata = check_metadata(metadata, source)     # ArtifactMetadata
         self.source = str(source)
-        self.uses_rgb, self.uses_skeleton = uses_streams(metadata)
-        self.num_frames = int(metadata["num_frames"])
-        self.class_names = list(metadata["class_names"])
+        self.uses_rgb, self.uses_skeleton = self.metadata.uses_rgb, self.metadata.uses_skeleton
+        self.num_frames = self.metadata.num_frames
+        self.class_names = list(self.metadata.class_names)
+        side = self.metadata.preprocessing.image_size
+        self.frame_shape = (3, side, side)                   # one preprocessed RGB frame
 
     # -- subclass hooks: inputs already checked, float32 and contiguous
     @abc.abstractmethod
@@ -69,8 +69,8 @@ class Backend(abc.ABC):
     def encode_frames(self, frames: np.ndarray) -> np.ndarray:
         """(B, 3, 224, 224) float32 -> (B, 512) float32 frame features."""
         if not self.uses_rgb:
-            raise ValueError(f"{self.source}: modality {self.metadata['modality']!r} has no RGB stream to encode")
-        return self._encode(check_array("frames", frames, (None, *FRAME_SHAPE)))
+            raise ValueError(f"{self.source}: modality {self.metadata.modality!r} has no RGB stream to encode")
+        return self._encode(check_array("frames", frames, (None, *self.frame_shape)))
 
     def classify(self, features: np.ndarray | None, skeleton: np.ndarray | None) -> np.ndarray:
         """Clip head: (N, T, 512) features and/or (N, 3, T, 25) skeleton -> (N, num_classes) logits."""
@@ -86,14 +86,14 @@ class Backend(abc.ABC):
         """Whole clip: (N, T, 3, 224, 224) and/or (N, 3, T, 25) -> logits, via encoder + head."""
         feats = None
         if self.uses_rgb:
-            clips = check_array("rgb", rgb, (None, self.num_frames, *FRAME_SHAPE))
+            clips = check_array("rgb", rgb, (None, self.num_frames, *self.frame_shape))
             N, T = clips.shape[:2]
-            feats = self.encode_frames(clips.reshape(N * T, *FRAME_SHAPE))  # (N*T, 512)
+            feats = self.encode_frames(clips.reshape(N * T, *self.frame_shape))  # (N*T, 512)
             feats = feats.reshape(N, T, FEATURE_DIM)                          # (N, T, 512)
         return self.classify(feats, skeleton)
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}({self.source!r}, modality={self.metadata['modality']!r})"
+        return f"{type(self).__name__}({self.source!r}, modality={self.metadata.modality!r})"
 
 
 def check_device(device: str) -> str:

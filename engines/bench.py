@@ -9,7 +9,6 @@ or ``max_seconds``, whichever comes first (at least ``min_iters``).
 """
 from __future__ import annotations
 
-import json
 import logging
 import os
 import platform
@@ -21,10 +20,10 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from mgr.train.checkpoint import atomic_write_bytes
+from mgr.train.atomic import atomic_write_json
 
 from .artifacts import FEATURE_DIM, NUM_JOINTS, SKELETON_CHANNELS
-from .backends import FRAME_SHAPE, Backend, load_backend
+from .backends import Backend, load_backend
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +70,7 @@ def latency_stats(times: np.ndarray) -> dict:
 
 def random_inputs(backend: Backend, n: int, rng: np.random.Generator) -> tuple:
     T = backend.num_frames
-    rgb = rng.standard_normal((n, T, *FRAME_SHAPE), dtype=np.float32) if backend.uses_rgb else None
+    rgb = rng.standard_normal((n, T, *backend.frame_shape), dtype=np.float32) if backend.uses_rgb else None
     skel = rng.standard_normal((n, SKELETON_CHANNELS, T, NUM_JOINTS), dtype=np.float32) \
         if backend.uses_skeleton else None
     return rgb, skel
@@ -102,7 +101,7 @@ def bench_backend(backend: Backend, cfg: BenchConfig = BenchConfig()) -> dict:
     frame = None if rgb1 is None else rgb1[0, :1]                      # (1, 3, 224, 224)
     feats1 = None if frame is None else rng.standard_normal((1, backend.num_frames, FEATURE_DIM), dtype=np.float32)
     out: dict = {"model": backend.source, "runtime": backend.runtime,
-                 "precision": getattr(backend, "precision", "fp32"), "modality": backend.metadata["modality"]}
+                 "precision": getattr(backend, "precision", "fp32"), "modality": backend.metadata.modality}
     if frame is not None:
         out["encoder_b1"] = latency_stats(time_calls(lambda: backend.encode_frames(frame), cfg))
     out["head_b1"] = latency_stats(time_calls(lambda: backend.classify(feats1, skel1), cfg))
@@ -183,5 +182,4 @@ def run_bench(models: Sequence[str | os.PathLike], device: str = "cpu", threads:
 
 
 def write_report(report: dict, path: str | os.PathLike) -> Path:
-    text = json.dumps(report, indent=2)
-    return atomic_write_bytes(path, lambda tmp: Path(tmp).write_text(text))
+    return atomic_write_json(path, report, indent=2)

@@ -12,17 +12,13 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
 
-console = Console()
+from mgr.train.clikit import (JSON_OPT, device_option, err, fail, out as stdout, split_file_option, threads_option,
+                              user_errors)
+
 NOISY_LOGGERS = ("onnx_ir", "onnxscript", "onnxruntime", "modelopt")
-
-
-def _fail(msg: str) -> None:
-    console.print(f"[red]error:[/red] {escape(msg)}", soft_wrap=True)   # messages hold [brackets], e.g. mgr[trt]
-    raise typer.Exit(1)
+_SPLIT_DEFAULT = "split.json beside a .pt checkpoint, else the seeded random split"
 
 
 def _quiet_libraries() -> None:
@@ -33,7 +29,7 @@ def _quiet_libraries() -> None:
 
 def _precision(fp16: bool, int8: bool) -> str:
     if fp16 and int8:
-        _fail("choose one of --fp16 and --int8")
+        raise fail("choose one of --fp16 and --int8")
     return "fp16" if fp16 else "int8" if int8 else "fp32"
 
 
@@ -45,10 +41,10 @@ def _split_file(split_file: Optional[Path], models: list[Path]) -> Optional[Path
     for m in models:
         beside = Path(m).parent / "split.json"
         if Path(m).suffix == ".pt" and beside.is_file():
-            console.print(f"using the run's split {beside}")
+            err.print(f"using the run's split {beside}")
             return beside
-    console.print("[yellow]no --split-file and no split.json beside a checkpoint: using the seeded 60/20/20 "
-                  "split, which is the run's own only for a --split random run on this same data[/]", soft_wrap=True)
+    err.print("[yellow]no --split-file and no split.json beside a checkpoint: using the seeded 60/20/20 "
+              "split, which is the run's own only for a --split random run on this same data[/]", soft_wrap=True)
     return None
 
 
@@ -64,7 +60,7 @@ def _calibration(calib: Optional[Path], metadata: dict, clips: int, split_file: 
         return dataset_calibration(ClipSource(calib, part="train", split_file=split_file, max_clips=clips), metadata)
     if calib.suffix == ".npz":
         return npz_calibration(calib)
-    _fail(f"--calib {calib}: give a dataset folder or an .npz with preprocessed 'rgb'/'skeleton' arrays")
+    raise fail(f"--calib {calib}: give a dataset folder or an .npz with preprocessed 'rgb'/'skeleton' arrays")
 
 
 def _metadata_of(path: Path) -> dict:
@@ -93,8 +89,8 @@ def _onnx_parity(checkpoint: Path, out: Path, calib) -> dict:
 
 
 def _print_parity(label: str, p: dict) -> None:
-    console.print(f"parity vs {label} on {p['clips']} clips: max abs logit diff {p['max_abs_diff']:.2e}, "
-                  f"top-1 agreement {100 * p['top1_agreement']:.1f}%, top-5 overlap {100 * p['top5_overlap']:.1f}%")
+    stdout.print(f"parity vs {label} on {p['clips']} clips: max abs logit diff {p['max_abs_diff']:.2e}, "
+                 f"top-1 agreement {100 * p['top1_agreement']:.1f}%, top-5 overlap {100 * p['top5_overlap']:.1f}%")
 
 
 def export_onnx_cmd(
@@ -106,30 +102,27 @@ def export_onnx_cmd(
         int8: bool = typer.Option(False, "--int8", help="Static INT8 (QDQ, per-channel weights) for CPUs."),
         calib: Optional[Path] = typer.Option(None, help="Calibration clips: dataset folder or .npz (with --int8)."),
         calib_clips: int = typer.Option(64, help="Calibration clips taken from DATA's training part."),
-        split_file: Optional[Path] = typer.Option(None, help="The run's split.json (default: split.json beside a .pt checkpoint, else the seeded random split).")) -> None:
+        split_file: Optional[Path] = split_file_option(_SPLIT_DEFAULT)) -> None:
     """Export a checkpoint to ONNX: frame encoder, clip head and whole-clip graph, self-describing."""
-    from mgr.train.checkpoint import CheckpointError
     from .backends import MissingRuntimeError
     from .export import OnnxExportConfig, export_onnx
     from .onnx_meta import read_metadata
     _quiet_libraries()
     precision = _precision(fp16, int8)
-    try:
+    with user_errors(MissingRuntimeError):      # CheckpointError is a ValueError
         cfg = OnnxExportConfig(opset=opset, batch=batch)
         data = _calibration(calib, _metadata_of(checkpoint), calib_clips, split_file, checkpoint)
-        with console.status(f"exporting {checkpoint} ({precision})"):
+        with err.status(f"exporting {checkpoint} ({precision})"):
             paths = export_onnx(checkpoint, out, cfg, precision, data)
             parity = _onnx_parity(checkpoint, paths.clip, data)
-    except (CheckpointError, MissingRuntimeError, ValueError) as e:
-        _fail(str(e))
     rows = []
     for f in paths.files():
         _, info = read_metadata(f)
         rows += [(f.name, "input", t.to_dict()) for t in info.inputs] + \
                 [(f.name, "output", t.to_dict()) for t in info.outputs]
-    console.print(_io_table(f"ONNX graphs ({precision}, opset {opset})", rows))
+    stdout.print(_io_table(f"ONNX graphs ({precision}, opset {opset})", rows))
     _print_parity("torch eager", parity)
-    console.print(f"wrote {', '.join(str(p) for p in paths.files())}. Next: mgr bench models {checkpoint} {paths.clip}")
+    stdout.print(f"wrote {', '.join(str(p) for p in paths.files())}. Next: mgr bench models {checkpoint} {paths.clip}")
 
 
 def export_trt_cmd(
@@ -139,7 +132,7 @@ def export_trt_cmd(
         int8: bool = typer.Option(False, "--int8", help="INT8 via explicit Q/DQ calibrated on --calib."),
         calib: Optional[Path] = typer.Option(None, help="Calibration clips: dataset folder or .npz."),
         calib_clips: int = typer.Option(64, help="Calibration clips taken from DATA's training part."),
-        split_file: Optional[Path] = typer.Option(None, help="The run's split.json (default: split.json beside a .pt checkpoint, else the seeded random split)."),
+        split_file: Optional[Path] = split_file_option(_SPLIT_DEFAULT),
         workspace: int = typer.Option(2048, help="Builder workspace limit, MiB."),
         profile: str = typer.Option("1,1,32", help="Clip batch profile MIN,OPT,MAX."),
         timing_cache: Optional[Path] = typer.Option(None, help="Timing cache file, read and updated."),
@@ -147,7 +140,6 @@ def export_trt_cmd(
                                                           "about 1e-3 relative error). Off: FP32 means FP32."),
         batch: str = typer.Option("dynamic", help="ONNX batch axis when exporting from a checkpoint.")) -> None:
     """Build TensorRT engines (10 or 11) with a metadata sidecar, then check them against onnxruntime."""
-    from mgr.train.checkpoint import CheckpointError
     from .backends import MissingRuntimeError
     from .export import OnnxExportConfig
     from .tensorrt_build import BatchProfile, TrtBuildConfig, engine_io, import_tensorrt
@@ -155,60 +147,59 @@ def export_trt_cmd(
     _quiet_libraries()
     precision = _precision(fp16, int8)
     try:
-        import_tensorrt()   # at once: no export work when TensorRT is missing
-        cfg = TrtBuildConfig(precision=precision, workspace_mib=workspace, profile=BatchProfile.parse(profile),
-                             timing_cache=timing_cache, tf32=tf32)
-        if cfg.profile.min > 1:
-            console.print(f"[yellow]profile min {cfg.profile.min} > 1: the live loop runs batch 1 and will refuse "
+        with user_errors(MissingRuntimeError):      # CheckpointError is a ValueError
+            import_tensorrt()   # at once: no export work when TensorRT is missing
+            cfg = TrtBuildConfig(precision=precision, workspace_mib=workspace, profile=BatchProfile.parse(profile),
+                                 timing_cache=timing_cache, tf32=tf32)
+            if cfg.profile.min > 1:
+                err.print(f"[yellow]profile min {cfg.profile.min} > 1: the live loop runs batch 1 and will refuse "
                           f"these engines; fine for batch-only use[/]")
-        data = _calibration(calib, _metadata_of(source), calib_clips, split_file, source)
-        with console.status(f"building TensorRT engines from {source} ({precision})"):
-            result = export_trt(source, out, cfg, data, OnnxExportConfig(batch=batch))
-    except (CheckpointError, MissingRuntimeError, ValueError) as e:
-        _fail(str(e))
+            data = _calibration(calib, _metadata_of(source), calib_clips, split_file, source)
+            with err.status(f"building TensorRT engines from {source} ({precision})"):
+                result = export_trt(source, out, cfg, data, OnnxExportConfig(batch=batch))
+    except typer.Exit:             # a user error above, reported already (typer.Exit is a RuntimeError)
+        raise
     except RuntimeError as e:      # TensorRT or CUDA errors: one clear line, not a traceback
-        _fail(f"{out}: the TensorRT build or its parity check failed: {e}")
+        raise fail(f"{out}: the TensorRT build or its parity check failed: {e}") from e
     rows = [(getattr(result.engines, role).name, io["io"], io)
             for role, side in result.sidecars.items() for io in engine_io(side)]
-    console.print(_io_table(f"TensorRT engines ({precision})", rows))
+    stdout.print(_io_table(f"TensorRT engines ({precision})", rows))
     _print_parity(f"onnxruntime FP32 ({result.parity['inputs']}), encoder + head engines", result.parity)
     _print_parity("onnxruntime FP32, whole-clip engine", result.parity["whole_clip"])
-    console.print(f"wrote {', '.join(str(p) for p in result.engines.files())} (+ .json sidecars)")
+    stdout.print(f"wrote {', '.join(str(p) for p in result.engines.files())} (+ .json sidecars)")
 
 
 def bench_models_cmd(
         models: list[Path] = typer.Argument(..., help="Artifacts to compare: .pt, .onnx, .engine."),
-        json_out: Optional[Path] = typer.Option(None, "--json", help="Write the full report here."),
-        threads: Optional[int] = typer.Option(None, help="Threads for torch and onnxruntime (default: runtime's)."),
-        device: str = typer.Option("cpu", help="cpu or cuda."),
+        json_out: Optional[Path] = JSON_OPT,
+        threads: Optional[int] = threads_option(None),
+        device: str = device_option("cpu"),
         iters: int = typer.Option(50, help="Timed calls per measurement, at most."),
         seconds: float = typer.Option(10.0, help="Time bound per measurement."),
         warmup: int = typer.Option(5, help="Untimed warm-up calls per measurement."),
         data: Optional[Path] = typer.Option(None, help="Dataset folder: also report top-1/top-5 on a split part."),
         part: str = typer.Option("test", help="Split part for --data: train | val | test | all."),
-        split_file: Optional[Path] = typer.Option(None, help="The run's split.json (default: split.json beside a .pt checkpoint, else the seeded random split).")) -> None:
+        split_file: Optional[Path] = split_file_option(_SPLIT_DEFAULT)) -> None:
     """Latency and throughput of each artifact through its backend, in one process."""
     from .backends import MissingRuntimeError
     from .bench import BenchConfig, run_bench, write_report
     _quiet_libraries()
-    try:
+    with user_errors(MissingRuntimeError):
         cfg = BenchConfig(warmup=warmup, iters=iters, max_seconds=seconds)
         source = None
         if data is not None:
             from .clip_data import ClipSource
             source = ClipSource(data, part=part, split_file=_split_file(split_file, models))
-        with console.status("benchmarking") as status:
+        with err.status("benchmarking") as status:
             report = run_bench([str(m) for m in models], device, threads, cfg,
                                progress=lambda m: status.update(f"benchmarking {m}"), data=source)
-    except (MissingRuntimeError, ValueError) as e:
-        _fail(str(e))
-    console.print(_bench_table(report))
+    stdout.print(_bench_table(report))
     m = report["machine"]
-    console.print(f"{m['cpu']}, {m['usable_cpus']} CPUs, threads {m['threads'] or 'default'}, "
-                  f"GPU {', '.join(m['gpus']) or 'none'}; p50 over {cfg.iters} calls at most, warm-up excluded")
+    stdout.print(f"{m['cpu']}, {m['usable_cpus']} CPUs, threads {m['threads'] or 'default'}, "
+                 f"GPU {', '.join(m['gpus']) or 'none'}; p50 over {cfg.iters} calls at most, warm-up excluded")
     if json_out:
         write_report(report, json_out)
-        console.print(f"wrote {json_out}")
+        stdout.print(f"wrote {json_out}")
 
 
 def _bench_table(report: dict) -> Table:

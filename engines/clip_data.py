@@ -17,10 +17,9 @@ import numpy as np
 
 from mgr.train.data import ClipDataset, DatasetConfig, scan_dataset
 from mgr.train.evaluate import compute_metrics
-from mgr.train.preprocess import KeypointStats
+from mgr.train.metadata import ArtifactMetadata
 from mgr.train.split import load_split, random_split, select
 
-from .artifacts import uses_streams
 from .backends import Backend
 from .quantize import Batch, CalibrationData
 
@@ -42,27 +41,24 @@ class ClipSource:
             raise ValueError(f"unknown split part {self.part!r}; choose one of {', '.join(PARTS)}")
 
 
-def _dataset(src: ClipSource, metadata: dict) -> ClipDataset:
+def _dataset(src: ClipSource, metadata: ArtifactMetadata) -> ClipDataset:
     index = scan_dataset(src.root, src.keypoints_root)
     if src.part == "all":
         clips = index.clips
     else:
         split = (load_split(src.split_file) if src.split_file else
-                 random_split(index.clips, int(metadata.get("train_config", {}).get("seed", 0))))
+                 random_split(index.clips, int(metadata.train_config.get("seed", 0))))
         clips = select(index.clips, split, src.part)
     if src.max_clips is not None and len(clips) > src.max_clips:
         keep = np.round(np.linspace(0, len(clips) - 1, src.max_clips)).astype(int)
         clips = [clips[i] for i in keep]
     if not clips:
         raise ValueError(f"{src.root}: no clips in part {src.part!r}")
-    uses_rgb, uses_skeleton = uses_streams(metadata)
-    cfg = DatasetConfig(uses_rgb, uses_skeleton, train=False,
-                        keypoint_stats=KeypointStats.from_dict(metadata["keypoint_stats"]),
-                        reference_size=tuple(metadata["reference_size"]), num_frames=int(metadata["num_frames"]))
+    cfg = DatasetConfig(metadata.uses_rgb, metadata.uses_skeleton, train=False, preprocessing=metadata.preprocessing)
     return ClipDataset(clips, cfg)
 
 
-def labelled_batches(src: ClipSource, metadata: dict) -> Iterator[tuple[np.ndarray | None, np.ndarray | None, np.ndarray]]:
+def labelled_batches(src: ClipSource, metadata: ArtifactMetadata) -> Iterator[tuple[np.ndarray | None, np.ndarray | None, np.ndarray]]:
     """(rgb (N, T, 3, 224, 224) | None, skeleton (N, 3, T, 25) | None, labels (N,)) batches."""
     ds = _dataset(src, metadata)
     for start in range(0, len(ds), src.batch):
@@ -72,7 +68,7 @@ def labelled_batches(src: ClipSource, metadata: dict) -> Iterator[tuple[np.ndarr
         yield rgb, skel, np.array([it["label"] for it in items])
 
 
-def dataset_calibration(src: ClipSource, metadata: dict) -> CalibrationData:
+def dataset_calibration(src: ClipSource, metadata: ArtifactMetadata) -> CalibrationData:
     """Calibration data (preprocessed batches, no labels) from a dataset folder."""
     def batches() -> Iterator[Batch]:
         for rgb, skel, _ in labelled_batches(src, metadata):

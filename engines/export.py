@@ -17,11 +17,13 @@ import onnx
 import torch
 import torch.nn as nn
 
-from mgr.train.checkpoint import atomic_write_bytes, load_model
+from mgr.train.atomic import atomic_write
+from mgr.train.checkpoint import load_model
 from mgr.train.model import MicroGestureNet
 
 from .artifacts import DYNAMIC_BATCH, ArtifactSet, TensorSpec, artifact_set, graph_io, parse_batch
 from .onnx_meta import GraphInfo, set_metadata
+from mgr.train.metadata import ArtifactMetadata
 
 log = logging.getLogger(__name__)
 
@@ -64,11 +66,11 @@ def example_inputs(specs: tuple[TensorSpec, ...], batch: int, seed: int = 0) -> 
                  for s in specs)
 
 
-def trace_graph(model: MicroGestureNet, role: str, cfg: OnnxExportConfig) -> tuple[onnx.ModelProto, GraphInfo]:
+def trace_graph(model: MicroGestureNet, meta: ArtifactMetadata, role: str,
+                cfg: OnnxExportConfig) -> tuple[onnx.ModelProto, GraphInfo]:
     """Export one graph to an in-memory ModelProto (no metadata yet)."""
     batch = parse_batch(cfg.batch)
-    num_classes = model.cfg.num_classes
-    inputs, outputs = graph_io(role, model.uses_rgb, model.uses_skeleton, model.cfg.num_frames, batch, num_classes)
+    inputs, outputs = graph_io(role, meta, batch)
     # a dynamic axis must not be traced at size 1, or torch.export specialises it
     args = example_inputs(inputs, batch=1 if batch == 1 else 2)
     dynamic = None
@@ -89,10 +91,10 @@ def trace_graph(model: MicroGestureNet, role: str, cfg: OnnxExportConfig) -> tup
 def write_onnx(model_proto: onnx.ModelProto, path: str | os.PathLike) -> Path:
     """``onnx.checker`` then an atomic write (a crash never leaves a half-written file)."""
     onnx.checker.check_model(model_proto)
-    return atomic_write_bytes(path, lambda tmp: onnx.save_model(model_proto, tmp))
+    return atomic_write(path, lambda tmp: onnx.save_model(model_proto, tmp))
 
 
-def export_model(model: MicroGestureNet, metadata: dict, out: str | os.PathLike,
+def export_model(model: MicroGestureNet, metadata: ArtifactMetadata, out: str | os.PathLike,
                  cfg: OnnxExportConfig = OnnxExportConfig()) -> ArtifactSet:
     """Write the graph set of ``model`` for ``--out out``; returns the paths written."""
     check_out_folder(out)
@@ -100,7 +102,7 @@ def export_model(model: MicroGestureNet, metadata: dict, out: str | os.PathLike,
     paths = artifact_set(out, model.uses_rgb)
     roles = [r for r in ("encoder", "head", "clip") if getattr(paths, r) is not None]
     for role in roles:   # the whole-clip graph, the entry point, is written last
-        proto, info = trace_graph(model, role, cfg)
+        proto, info = trace_graph(model, metadata, role, cfg)
         info = GraphInfo(info.role, info.inputs, info.outputs, graphs=paths.names())
         write_onnx(set_metadata(proto, metadata, info), getattr(paths, role))
         log.info("wrote %s graph %s", role, getattr(paths, role))

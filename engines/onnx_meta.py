@@ -1,7 +1,8 @@
 """mgr metadata inside ONNX ``metadata_props``: one JSON-encoded entry per key.
 
-Each checkpoint metadata key ``k`` becomes the property ``mgr.k`` (so Netron and
-``onnx.load(...).metadata_props`` show them one by one). Graph facts sit beside them:
+Each key ``k`` of ``ArtifactMetadata.to_dict()`` becomes the property ``mgr.k`` (so Netron and
+``onnx.load(...).metadata_props`` show them one by one; the preprocessing numbers are the JSON
+object ``mgr.preprocessing``). Graph facts sit beside them:
 ``mgr.graph`` (clip | encoder | head), ``mgr.inputs`` / ``mgr.outputs`` (names, shapes,
 dtypes), ``mgr.graphs`` (the sibling file names) and ``mgr.precision``.
 """
@@ -15,6 +16,7 @@ import onnx
 from google.protobuf.message import DecodeError
 
 from .artifacts import ArtifactError, TensorSpec, check_metadata
+from mgr.train.metadata import ArtifactMetadata
 
 PREFIX = "mgr."
 GRAPH_KEYS = ("graph", "inputs", "outputs", "graphs", "precision")
@@ -40,14 +42,14 @@ class GraphInfo:
                    graphs=dict(d["graphs"]), precision=d.get("precision", "fp32"))
 
 
-def encode_props(metadata: dict, info: GraphInfo) -> dict[str, str]:
+def encode_props(metadata: ArtifactMetadata, info: GraphInfo) -> dict[str, str]:
     """All mgr properties of one graph as ``{key: json}``."""
-    props = {PREFIX + k: json.dumps(v) for k, v in metadata.items()}
+    props = {PREFIX + k: json.dumps(v) for k, v in metadata.to_dict().items()}
     props.update({PREFIX + k: json.dumps(v) for k, v in info.to_props().items()})
     return props
 
 
-def set_metadata(model: onnx.ModelProto, metadata: dict, info: GraphInfo) -> onnx.ModelProto:
+def set_metadata(model: onnx.ModelProto, metadata: ArtifactMetadata, info: GraphInfo) -> onnx.ModelProto:
     """Replace every mgr property of ``model`` (others are kept)."""
     keep = [(p.key, p.value) for p in model.metadata_props if not p.key.startswith(PREFIX)]
     del model.metadata_props[:]
@@ -57,7 +59,7 @@ def set_metadata(model: onnx.ModelProto, metadata: dict, info: GraphInfo) -> onn
     return model
 
 
-def decode_props(props: dict[str, str], source: str | os.PathLike) -> tuple[dict, GraphInfo]:
+def decode_props(props: dict[str, str], source: str | os.PathLike) -> tuple[ArtifactMetadata, GraphInfo]:
     """``{key: json}`` (from onnx or onnxruntime) -> (checked checkpoint metadata, GraphInfo)."""
     ours = {k[len(PREFIX):]: v for k, v in props.items() if k.startswith(PREFIX)}
     if not ours:
@@ -76,7 +78,7 @@ def decode_props(props: dict[str, str], source: str | os.PathLike) -> tuple[dict
     return meta, info
 
 
-def read_metadata(path: str | os.PathLike) -> tuple[dict, GraphInfo]:
+def read_metadata(path: str | os.PathLike) -> tuple[ArtifactMetadata, GraphInfo]:
     """Metadata of an ONNX file on disk (weights are not loaded)."""
     try:
         model = onnx.load(os.fspath(path), load_external_data=False)

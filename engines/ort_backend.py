@@ -95,9 +95,9 @@ class OrtBackend(Backend):
         self.encoder = OrtGraph(self.paths.encoder, "encoder", device, threads) if self.uses_rgb else None
         self.head = OrtGraph(self.paths.head, "head", device, HEAD_THREADS)
         for graph in (self.encoder, self.head):
-            if graph is not None and graph.metadata["modality"] != metadata["modality"]:
+            if graph is not None and graph.metadata.modality != metadata.modality:
                 raise ArtifactError(f"{path}: sibling graphs come from different models "
-                                    f"({graph.metadata['modality']} vs {metadata['modality']}); re-export")
+                                    f"({graph.metadata.modality} vs {metadata.modality}); re-export")
 
     @property
     def graph_info(self) -> GraphInfo:

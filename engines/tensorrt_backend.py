@@ -45,7 +45,7 @@ class TrtGraph:
         self.device = torch.device("cuda", device_index)
         check_compatible(side, path, trt.__version__, cuda_device(device_index))
         fixed = next((d for d in (t.shape[0] for t in self.info.inputs) if isinstance(d, int)), None)
-        scale = int(self.metadata["num_frames"]) if role == "encoder" else 1
+        scale = self.metadata.num_frames if role == "encoder" else 1
         self.min_batch = fixed or int(side["profile"]["min"])
         self.max_batch = fixed or int(side["profile"]["max"]) * scale
         self.path = path
@@ -105,9 +105,9 @@ class TensorRTBackend(Backend):
         self.encoder = TrtGraph(self.paths.encoder, "encoder") if self.uses_rgb else None
         self.head = TrtGraph(self.paths.head, "head")
         for graph in (self.encoder, self.head):
-            if graph is not None and graph.metadata.get("modality") != self.metadata.get("modality"):
-                raise ArtifactError(f"{graph.path}: a {graph.metadata.get('modality')} engine beside a "
-                                    f"{self.metadata.get('modality')} one; the set was mixed by two builds: "
+            if graph is not None and graph.metadata.modality != self.metadata.modality:
+                raise ArtifactError(f"{graph.path}: a {graph.metadata.modality} engine beside a "
+                                    f"{self.metadata.modality} one; the set was mixed by two builds: "
                                     f"{REBUILD.format(engine=path)}")
 
     def predict_whole(self, frames: np.ndarray | None, skeleton: np.ndarray | None) -> np.ndarray:

@@ -20,11 +20,12 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from mgr.train.checkpoint import atomic_write_bytes
+from mgr.train.atomic import atomic_write_bytes, atomic_write_json
 
 from .artifacts import ArtifactError, TensorSpec, check_metadata
 from .backends import MissingRuntimeError
 from .onnx_meta import GraphInfo, read_metadata
+from mgr.train.metadata import ArtifactMetadata
 
 log = logging.getLogger(__name__)
 
@@ -120,17 +121,16 @@ def sidecar_path(engine: str | os.PathLike) -> Path:
     return engine.with_name(engine.name + ".json")
 
 
-def make_sidecar(metadata: dict, info: GraphInfo, trt_version: str, device: dict,
+def make_sidecar(metadata: ArtifactMetadata, info: GraphInfo, trt_version: str, device: dict,
                  profile: BatchProfile, source_onnx: str) -> dict:
-    return {"format": SIDECAR_FORMAT, "sidecar_version": SIDECAR_VERSION, "metadata": metadata,
+    return {"format": SIDECAR_FORMAT, "sidecar_version": SIDECAR_VERSION, "metadata": metadata.to_dict(),
             "graph": info.to_props(), "tensorrt_version": trt_version, "device": device,
             "profile": {"min": profile.min, "opt": profile.opt, "max": profile.max},
             "source_onnx": source_onnx, "built": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
 
 
 def write_sidecar(engine: str | os.PathLike, sidecar: dict) -> Path:
-    text = json.dumps(sidecar, indent=2)
-    return atomic_write_bytes(sidecar_path(engine), lambda tmp: Path(tmp).write_text(text))
+    return atomic_write_json(sidecar_path(engine), sidecar, indent=2)
 
 
 def read_sidecar(engine: str | os.PathLike) -> tuple[dict, GraphInfo, dict]:
@@ -218,18 +218,17 @@ def build_engine(onnx_path: str | os.PathLike, engine_path: str | os.PathLike, c
     builder = trt.Builder(logger)
     network, _parser = _parse_network(trt, builder, logger, onnx_path)
     config = _builder_config(trt, builder, cfg, profile_shapes(info.role, info.inputs, cfg.profile,
-                                                               int(metadata["num_frames"])))
+                                                               metadata.num_frames))
     serialized = builder.build_serialized_network(network, config)
     if serialized is None:
         raise ArtifactError(f"{onnx_path}: TensorRT could not build an engine (see the TensorRT log above)")
-    atomic_write_bytes(engine_path, lambda tmp: Path(tmp).write_bytes(bytes(serialized)))
+    atomic_write_bytes(engine_path, bytes(serialized))
     info = GraphInfo(info.role, info.inputs, info.outputs, graphs=graphs, precision=info.precision)
     side = make_sidecar(metadata, info, trt.__version__, device, cfg.profile, onnx_path.name)
     side["engine_io"] = _engine_io(trt, logger, serialized)
     write_sidecar(engine_path, side)
     if cfg.timing_cache is not None:
-        cache = bytes(config.get_timing_cache().serialize())
-        atomic_write_bytes(cfg.timing_cache, lambda tmp: Path(tmp).write_bytes(cache))
+        atomic_write_bytes(cfg.timing_cache, bytes(config.get_timing_cache().serialize()))
     return side
 
 

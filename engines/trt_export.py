@@ -17,6 +17,7 @@ import numpy as np
 from .artifacts import ArtifactError, ArtifactSet, artifact_set, siblings_from_names
 from .export import OnnxExportConfig, check_out_folder, export_checkpoint
 from .onnx_meta import read_metadata
+from mgr.train.metadata import ArtifactMetadata
 from .quantize import CalibrationData, QuantConfig, quantize_set
 from .tensorrt_build import TrtBuildConfig, build_engine, import_tensorrt
 
@@ -64,15 +65,15 @@ def agreement(reference: np.ndarray, test: np.ndarray) -> dict:
             "top5_overlap": float(np.mean(overlap))}
 
 
-def sample_clips(calib: CalibrationData | None, metadata: dict, n: int = 8, seed: int = 0) -> tuple:
+def sample_clips(calib: CalibrationData | None, metadata: ArtifactMetadata, n: int = 8, seed: int = 0) -> tuple:
     """Clips for the parity check: the first calibration batch, else seeded random inputs."""
     if calib is not None:
         for rgb, skel in calib():
             return rgb, skel
-    from .artifacts import uses_streams
-    uses_rgb, uses_skeleton = uses_streams(metadata)
-    rng, T = np.random.default_rng(seed), int(metadata["num_frames"])
-    rgb = rng.standard_normal((n, T, 3, 224, 224), dtype=np.float32) if uses_rgb else None
+    uses_rgb, uses_skeleton = metadata.uses_rgb, metadata.uses_skeleton
+    rng, T = np.random.default_rng(seed), metadata.num_frames
+    side = metadata.preprocessing.image_size
+    rgb = rng.standard_normal((n, T, 3, side, side), dtype=np.float32) if uses_rgb else None
     skel = rng.standard_normal((n, 3, T, 25), dtype=np.float32) if uses_skeleton else None
     return rgb, skel
 

@@ -22,6 +22,7 @@ from mgr.train.layout import JOINT_INDEX, NUM_JOINTS
 from mgr.train.preprocess import mask_keypoints
 
 NUM_MEDIAPIPE_LANDMARKS = 33
+VISIBILITY_FLOOR = 0.1   # below this MediaPipe visibility a landmark is drawn and written as missing
 
 # Body_25 joint -> MediaPipe source: an index, a (a, b) midpoint, or None (no counterpart).
 MEDIAPIPE_TO_BODY25: dict[str, int | tuple[int, int] | None] = {
@@ -71,7 +72,9 @@ def mediapipe_to_body25(landmarks: np.ndarray, width: int, height: int) -> np.nd
     out[:, 2] = np.clip(out[:, 2], 0.0, 1.0)
     outside = (out[:, 0] < 0) | (out[:, 0] > width) | (out[:, 1] < 0) | (out[:, 1] > height)
     out[outside, 2] = 0.0
-    return mask_keypoints(out)  # conf < 0.1 or non-finite -> (0, 0, 0)
+    # MediaPipe's visibility floor of the pose stage (non-finite or conf < 0.1 -> (0, 0, 0)); the
+    # model's own threshold is applied again from the artifact by rescale_keypoints
+    return mask_keypoints(out, VISIBILITY_FLOOR)
 
 
 # ----------------------------------------------------------------------------- framing

@@ -15,6 +15,7 @@ from rich.logging import RichHandler
 from mgr.engines import cli as engines_cli
 from mgr.realtime import commands as realtime_commands
 from mgr.train import cli as train_cli
+from mgr.train.clikit import POSE_MODEL_OPT, USER_ERRORS, err, fail, out as stdout, run, set_debug
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="mgr: real-time micro-gesture recognition (iMiGUE, 32 classes).")
@@ -23,9 +24,11 @@ app.add_typer(bench_app, name="bench")
 
 
 @app.callback()
-def _root(verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug logging.")) -> None:
+def _root(verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug logging."),
+          debug: bool = typer.Option(False, "--debug", help="On an internal error, print the full traceback.")) -> None:
+    set_debug(debug)
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(message)s",
-                        handlers=[RichHandler(show_time=False, show_path=False)], force=True)
+                        handlers=[RichHandler(console=err, show_time=False, show_path=False)], force=True)
 
 
 train_cli.register(app, bench_app)
@@ -37,29 +40,20 @@ realtime_commands.register(app, bench_app)
 def demo(out: Path = typer.Option(Path("mgr-demo"), "--out", help="Folder for everything the demo makes."),
          fresh: bool = typer.Option(False, "--fresh", help="Redo every step instead of reusing outputs."),
          clips: int = typer.Option(512, help="Synthetic clips."), epochs: int = typer.Option(10, help="Training epochs."),
-         pose_model: Optional[Path] = typer.Option(None, "--pose-model", help="MediaPipe pose .task file.")) -> None:
+         pose_model: Optional[Path] = POSE_MODEL_OPT) -> None:
     """The whole product on SYNTHETIC data: generate, train, evaluate, export, benchmark, replay."""
-    from rich.console import Console
-    from rich.markup import escape
-
-    from mgr.engines.artifacts import ArtifactError
-    from mgr.train.checkpoint import CheckpointError
-
     from .demo import DemoConfig, run_demo_cli
     try:
         run_demo_cli(DemoConfig(out=out, clips=clips, epochs=epochs, fresh=fresh,
                                 pose_model=str(pose_model) if pose_model else None))
-    except (OSError, ValueError, CheckpointError, ArtifactError) as e:   # unwritable --out, disk full, bad reuse
-        Console(stderr=True).print(f"[bold red]error:[/] {escape(str(e))}\n(the demo reuses finished steps: rerun "
-                                   f"it once the cause is fixed, or add --fresh)", soft_wrap=True)
-        raise typer.Exit(2)
+    except USER_ERRORS as e:     # unwritable --out, disk full, bad reuse (checkpoint, artifact errors are ValueErrors)
+        raise fail(f"{e}\n(the demo reuses finished steps: rerun it once the cause is fixed, or add --fresh)") from e
 
 
 @app.command()
-def doctor(pose_model: Optional[Path] = typer.Option(None, "--pose-model", help="Pose model to check."),
+def doctor(pose_model: Optional[Path] = POSE_MODEL_OPT,
            cameras: int = typer.Option(4, help="Camera indices to try (0..N-1).")) -> None:
     """Check Python, torch/CUDA, onnxruntime, TensorRT, MediaPipe and the pose model, OpenCV, cameras, caches."""
-    from rich.console import Console
     from rich.markup import escape
     from rich.table import Table
 
@@ -71,13 +65,13 @@ def doctor(pose_model: Optional[Path] = typer.Option(None, "--pose-model", help=
     for c in checks:
         status = "[green]OK[/green]" if c.ok else "[red]FIX[/red]" if c.ok is False else "[yellow]--[/yellow]"
         table.add_row(c.name, status, escape(c.detail), escape(c.action))
-    Console().print(table)
+    stdout.print(table)
     if any(c.ok is False for c in checks):
         raise typer.Exit(1)
 
 
 def main() -> None:
-    app()
+    run(app, prog_name="mgr")      # usage errors exit 2, user errors 2, internal errors 1 (--debug: traceback)
 
 
 if __name__ == "__main__":

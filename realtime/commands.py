@@ -9,17 +9,16 @@ import json
 import logging
 import os
 import sys
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
 from mgr.engines.backends import MissingRuntimeError
+from mgr.train.clikit import JSON_OPT, POSE_MODEL_OPT, err, fail, out as stdout, threads_option, user_errors
 from mgr.train.registry import latest_model
 
 from .extract import ExtractConfig, plan_extract, run_extract
@@ -29,25 +28,10 @@ from .posemodel import PoseModelError, resolve_pose_model
 from .sources import ImageFolderSource, SourceError, VideoFileSource, open_camera, open_stream
 
 log = logging.getLogger(__name__)
-console = Console(stderr=True)
 
-# ValueError covers artifact, checkpoint and dataset errors; OSError disk full, read-only, missing files;
-# MissingRuntimeError an .engine without tensorrt (or .onnx without onnxruntime).
-USER_ERRORS = (SourceError, PoseModelError, ValueError, OSError, MissingRuntimeError)
-
-
-def _fail(message: str) -> typer.Exit:
-    console.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)   # messages may hold [brackets]
-    return typer.Exit(2)
-
-
-@contextmanager
-def _user_errors():
-    """Known failures become one clear line and exit code 2, not a traceback."""
-    try:
-        yield
-    except USER_ERRORS as e:
-        raise _fail(str(e)) from e
+# Beyond clikit's ValueError (artifact, checkpoint, dataset errors) and OSError (disk full, read-only,
+# missing files): MissingRuntimeError is an .engine without tensorrt (or .onnx without onnxruntime).
+REALTIME_USER_ERRORS = (SourceError, PoseModelError, MissingRuntimeError)
 
 
 def _resolve_model(model: Optional[Path]) -> Path:
@@ -59,7 +43,7 @@ def _resolve_model(model: Optional[Path]) -> Path:
     if newest is None:
         raise FileNotFoundError("no model given and none made yet: pass --model PATH (.pt, .onnx, .engine), "
                                 "or make one with `mgr demo` (synthetic data, a few minutes) or `mgr train`")
-    console.print(f"using the newest model mgr made: [bold]{newest}[/] (choose another with --model)")
+    err.print(f"using the newest model mgr made: [bold]{newest}[/] (choose another with --model)")
     return newest
 
 
@@ -80,11 +64,11 @@ def _print_summary(summary, title: str) -> None:
     if summary.latency_ms:
         lat = summary.latency_ms
         table.add_row("capture -> labels", f"{lat['p50']:.1f}", f"{lat['p95']:.1f}", f"{lat['mean']:.1f}")
-    console.print(table)
-    console.print(f"{summary.frames} frames at {summary.display_fps:.1f} fps, {summary.steps} inference steps "
-                  f"at {summary.inference_fps:.1f}/s, person in {summary.steps_with_person}, "
-                  f"dropped frames {summary.dropped}, frames encoded {summary.encoded_frames}. "
-                  f"Ended: {summary.end_reason}.")
+    stdout.print(table)
+    stdout.print(f"{summary.frames} frames at {summary.display_fps:.1f} fps, {summary.steps} inference steps "
+                 f"at {summary.inference_fps:.1f}/s, person in {summary.steps_with_person}, "
+                 f"dropped frames {summary.dropped}, frames encoded {summary.encoded_frames}. "
+                 f"Ended: {summary.end_reason}.")
 
 
 def _outputs(save: Optional[Path], jsonl: Optional[Path], fps: float, size, log_timings: bool, timed: bool = False):
@@ -112,14 +96,13 @@ def _window(title: str):
 
 # ----------------------------------------------------------------------------- options
 MODEL_OPT = typer.Option(None, "--model", help="Artifact (.pt, .onnx, .engine). Default: the newest model mgr made.")
-POSE_OPT = typer.Option(None, "--pose-model", help="MediaPipe pose .task file (else $MGR_POSE_MODEL, else cached download).")
 POSES_OPT = typer.Option(1, "--num-poses", min=1, help="People the detector may find; with 2 or more the largest, stable one is followed (costs more pose time).")
 WINDOW_OPT = typer.Option(None, "--window", help="Seconds the 4 sampled frames span (default: the model's clip_seconds, else 1.6).")
 SMOOTH_OPT = typer.Option(1, "--smooth", min=1, help="Average probabilities over the last K inference steps.")
 THRESH_OPT = typer.Option(0.2, "--threshold", min=0.0, max=1.0, help="Top-1 probability under which the label reads 'uncertain'.")
 # One runtime thread by default: pose (MediaPipe's own pool) and the model run back to back,
 # and a second spinning runtime thread slowed both on our 2-core machines (see realtime/README.md).
-THREADS_OPT = typer.Option(1, "--threads", min=1, help="Threads for the model runtime.")
+THREADS_OPT = threads_option(1)
 MIRROR_OPT = typer.Option(False, "--mirror", help="Selfie view: flip the display (the model sees the unflipped frame).")
 JSONL_OPT = typer.Option(None, "--jsonl", help="Write one JSON line per inference step here.")
 
@@ -129,7 +112,7 @@ def live(
     video: Optional[Path] = typer.Option(None, "--video", help="A video file, played at its own rate."),
     url: Optional[str] = typer.Option(None, "--url", help="An RTSP or HTTP stream."),
     images: Optional[Path] = typer.Option(None, "--images", help="A folder of images, in natural order."),
-    model: Optional[Path] = MODEL_OPT, pose_model: Optional[Path] = POSE_OPT, num_poses: int = POSES_OPT,
+    model: Optional[Path] = MODEL_OPT, pose_model: Optional[Path] = POSE_MODEL_OPT, num_poses: int = POSES_OPT,
     window: Optional[float] = WINDOW_OPT,
     inference_fps: float = typer.Option(10.0, "--inference-fps", min=0.1, help="Inference steps per second, decoupled from the display."),
     smooth: int = SMOOTH_OPT, threshold: float = THRESH_OPT, mirror: bool = MIRROR_OPT,
@@ -142,9 +125,9 @@ def live(
     """Recognise micro-gestures live from a camera (or stream, file, folder), with an overlay."""
     given = [s for s in (camera, video, url, images) if s is not None]
     if len(given) != 1:
-        raise _fail("give exactly one of --camera INDEX, --video PATH, --url URL, --images DIR")
+        raise fail("give exactly one of --camera INDEX, --video PATH, --url URL, --images DIR")
     cfg = LiveConfig(window_s=window, inference_fps=inference_fps, smooth=smooth, threshold=threshold, mirror=mirror)
-    with _user_errors():
+    with user_errors(*REALTIME_USER_ERRORS):
         from .runner import run_live
         source = _open_live_source(camera, video, url, images, reconnects)
         try:
@@ -172,7 +155,7 @@ def replay(
     video: Path = typer.Argument(..., help="Video file to annotate."),
     out: Optional[Path] = typer.Option(None, "--out", "--save", help="Annotated video (.mp4): same frame count and fps."),
     jsonl: Optional[Path] = JSONL_OPT,
-    model: Optional[Path] = MODEL_OPT, pose_model: Optional[Path] = POSE_OPT, num_poses: int = POSES_OPT,
+    model: Optional[Path] = MODEL_OPT, pose_model: Optional[Path] = POSE_MODEL_OPT, num_poses: int = POSES_OPT,
     window: Optional[float] = WINDOW_OPT,
     inference_fps: Optional[float] = typer.Option(None, "--inference-fps", min=0.1, help="Steps per second of video time (default: every frame)."),
     smooth: int = SMOOTH_OPT, threshold: float = THRESH_OPT, mirror: bool = MIRROR_OPT, threads: int = THREADS_OPT,
@@ -180,7 +163,7 @@ def replay(
 ) -> None:
     """Annotate a recorded video deterministically: every frame, annotated mp4 + JSONL."""
     cfg = LiveConfig(window_s=window, inference_fps=inference_fps, smooth=smooth, threshold=threshold, mirror=mirror)
-    with _user_errors():
+    with user_errors(*REALTIME_USER_ERRORS):
         from .runner import run_replay
         source = VideoFileSource(video)
         try:
@@ -192,12 +175,12 @@ def replay(
     _print_summary(summary, f"mgr replay: {video}")
     for label, path in (("annotated video", out), ("predictions", jsonl)):
         if path is not None:
-            console.print(f"{label}: {path}")
+            stdout.print(f"{label}: {path}")
 
 
 def _replay_with_progress(source, recognizer, cfg, outputs, run_replay):
     columns = (TextColumn("replay"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn())
-    with Progress(*columns, console=console, transient=False) as progress:
+    with Progress(*columns, console=err, transient=False) as progress:
         task = progress.add_task("frames", total=source.frame_count or None)
         return run_replay(source, recognizer, cfg, outputs, on_frame=lambda i: progress.update(task, completed=i + 1))
 
@@ -205,17 +188,17 @@ def _replay_with_progress(source, recognizer, cfg, outputs, run_replay):
 def extract_keypoints(
     data: Path = typer.Argument(..., help="Dataset root: image trees (ROOT/<class>/<clip>.<frame>.jpg or ROOT/<class>/<clip>/<frame>.jpg) and/or videos."),
     out: Path = typer.Option(..., "--out", help="Keypoint tree to write (mirrors DATA); resumable."),
-    pose_model: Optional[Path] = POSE_OPT,
+    pose_model: Optional[Path] = POSE_MODEL_OPT,
     num_poses: int = POSES_OPT,
     workers: int = typer.Option(os.cpu_count() or 1, "--workers", min=1, help="Processes (default: all cores)."),
 ) -> None:
     """Write OpenPose-format Body_25 JSON from MediaPipe for every frame of a dataset."""
-    with _user_errors():
+    with user_errors(*REALTIME_USER_ERRORS):
         cfg = ExtractConfig(data, out, PoseConfig(resolve_pose_model(pose_model), num_poses=num_poses), workers)
         plan = plan_extract(cfg)
-        console.print(f"{plan.total} frames to do, {plan.skipped} already done, {workers} worker(s)")
+        err.print(f"{plan.total} frames to do, {plan.skipped} already done, {workers} worker(s)")
         columns = (TextColumn("keypoints"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn())
-        with Progress(*columns, console=console) as progress:
+        with Progress(*columns, console=err) as progress:
             task = progress.add_task("frames", total=plan.total)
             summary = run_extract(cfg, plan, on_progress=lambda n: progress.advance(task, n))
     table = Table(title=f"extract-keypoints -> {out}")
@@ -224,11 +207,11 @@ def extract_keypoints(
     table.add_column("no person", justify="right")
     table.add_column("unreadable", justify="right")
     table.add_row(str(summary.frames), str(summary.skipped), str(len(summary.no_person)), str(len(summary.unreadable)))
-    console.print(table)
+    stdout.print(table)
     for path in summary.unreadable[:20]:
-        console.print(f"[yellow]unreadable:[/] {path}")
+        stdout.print(f"[yellow]unreadable:[/] {path}")
     if len(summary.unreadable) > 20:
-        console.print(f"... and {len(summary.unreadable) - 20} more unreadable files")
+        stdout.print(f"... and {len(summary.unreadable) - 20} more unreadable files")
 
 
 def register(app: typer.Typer, bench_app: typer.Typer) -> None:
@@ -242,29 +225,29 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
 
 def bench_live(
     video: Path = typer.Argument(..., help="Video to replay (twice: caching on and off) and to loop as a 30 fps camera."),
-    model: Optional[Path] = MODEL_OPT, pose_model: Optional[Path] = POSE_OPT, num_poses: int = POSES_OPT,
+    model: Optional[Path] = MODEL_OPT, pose_model: Optional[Path] = POSE_MODEL_OPT, num_poses: int = POSES_OPT,
     window: Optional[float] = WINDOW_OPT, threads: int = THREADS_OPT,
     camera_fps: float = typer.Option(30.0, "--camera-fps", min=1.0, help="Rate of the emulated camera."),
     inference_fps: float = typer.Option(10.0, "--inference-fps", min=0.1, help="Live inference steps per second asked for."),
     seconds: float = typer.Option(10.0, "--seconds", min=1.0, help="Length of the live part."),
-    json_out: Optional[Path] = typer.Option(None, "--json", help="Write the figures here as JSON."),
+    json_out: Optional[Path] = JSON_OPT,
 ) -> None:
     """End-to-end FPS and per-stage p50/p95, feature caching on and off, live latency, in one run."""
     from .bench import BenchLiveConfig, run_bench_live
-    with _user_errors():
+    with user_errors(*REALTIME_USER_ERRORS):
         VideoFileSource(video).close()       # a clear error before anything loads
         from mgr.engines.backends import load_backend
         backend = load_backend(_resolve_model(model), device="cpu", threads=threads)
         pose_path = resolve_pose_model(pose_model)
         cfg = BenchLiveConfig(video, camera_fps, inference_fps, seconds, window)
-        with console.status("benchmarking: 3 replays (as shipped, cached serial, naive serial), then live ..."):
+        with err.status("benchmarking: 3 replays (as shipped, cached serial, naive serial), then live ..."):
             results = run_bench_live(cfg, backend, lambda: PoseStage(PoseEstimator(
                 PoseConfig(pose_path, mode="video", num_poses=num_poses))))
     _print_bench(results)
     if json_out is not None:
         json_out.parent.mkdir(parents=True, exist_ok=True)
         json_out.write_text(json.dumps(results, indent=2))
-        console.print(f"figures: {json_out}")
+        stdout.print(f"figures: {json_out}")
 
 
 def _print_bench(results: dict) -> None:
@@ -283,16 +266,16 @@ def _print_bench(results: dict) -> None:
         lat = r["latency_ms"]
         table.add_row(name, f"{r['display_fps']:.1f}", f"{r['inference_fps']:.1f}", *cells, f"{r['step_ms']:.1f}",
                       f"{lat['p50']:.0f}/{lat['p95']:.0f}" if lat else "-")
-    console.print(table)
+    stdout.print(table)
     speedup = results.get("caching_speedup")
     if speedup:
-        console.print(f"feature caching: inference step (encode + head) {speedup:.1f}x cheaper than naive")
+        stdout.print(f"feature caching: inference step (encode + head) {speedup:.1f}x cheaper than naive")
 
 
 def bench_soak(
     video: Optional[Path] = typer.Argument(None, help="Video to replay. Default: generate one, --minutes long, of the "
                                            "packaged astronaut photo panned and zoomed (cached under MGR_HOME/soak)."),
-    model: Optional[Path] = MODEL_OPT, pose_model: Optional[Path] = POSE_OPT, num_poses: int = POSES_OPT,
+    model: Optional[Path] = MODEL_OPT, pose_model: Optional[Path] = POSE_MODEL_OPT, num_poses: int = POSES_OPT,
     window: Optional[float] = WINDOW_OPT, threads: int = THREADS_OPT,
     minutes: float = typer.Option(10.0, "--minutes", min=0.01, help="Length of the generated video (--mode live: of the run)."),
     mode: str = typer.Option("replay", "--mode", help="replay: the replay path with its mp4 and JSONL writers; "
@@ -305,14 +288,14 @@ def bench_soak(
     out: Optional[Path] = typer.Option(None, "--out", help="Keep the annotated mp4 and JSONL in this folder "
                                        "(default: a temp folder, removed afterwards)."),
     camera_fps: float = typer.Option(30.0, "--camera-fps", min=1.0, help="--mode live: rate of the emulated camera."),
-    json_out: Optional[Path] = typer.Option(None, "--json", help="Write the figures here as JSON."),
+    json_out: Optional[Path] = JSON_OPT,
 ) -> None:
     """A long headless replay (default: a generated 10-minute video) with memory sampled, against a stated bound."""
     import tempfile
     from .soak import MODES, SoakConfig, run_soak, soak_video
     if mode not in MODES:
-        raise _fail(f"--mode must be one of {', '.join(MODES)}, not {mode!r}")
-    with _user_errors(), tempfile.TemporaryDirectory(prefix="mgr-soak-") as tmp:
+        raise fail(f"--mode must be one of {', '.join(MODES)}, not {mode!r}")
+    with user_errors(*REALTIME_USER_ERRORS), tempfile.TemporaryDirectory(prefix="mgr-soak-") as tmp:
         if video is not None:
             VideoFileSource(video).close()   # a clear error before anything loads
         from mgr.engines.backends import load_backend
@@ -320,7 +303,7 @@ def bench_soak(
         pose_path = resolve_pose_model(pose_model)
         if video is None:
             seconds = minutes * 60.0 if mode == "replay" else 20.0      # live loops only the first frames
-            with console.status(f"generating a {seconds:g} s input video (once; cached) ..."):
+            with err.status(f"generating a {seconds:g} s input video (once; cached) ..."):
                 video = soak_video(seconds)
         cfg = SoakConfig(video, out if out is not None else Path(tmp), mode, minutes, interval, inference_fps,
                          window, max_growth_mb, camera_fps)
@@ -332,7 +315,7 @@ def bench_soak(
     if json_out is not None:
         json_out.parent.mkdir(parents=True, exist_ok=True)
         json_out.write_text(json.dumps(result, indent=2))
-        console.print(f"figures: {json_out}")
+        stdout.print(f"figures: {json_out}")
     mem, outs = result["memory"], result["outputs"]
     failures = []
     if not mem["within_bound"]:
@@ -342,29 +325,29 @@ def bench_soak(
         failures.append(f"the outputs are not whole: mp4 {outs['mp4_frames']} of {outs['frames_written']} frames, "
                         f"JSONL {outs['jsonl_lines']} lines for {outs['steps']} steps")
     for f in failures:
-        console.print(f"[bold red]soak failed:[/] {escape(f)}", soft_wrap=True)
+        err.print(f"[bold red]soak failed:[/] {escape(f)}", soft_wrap=True)
     if failures:
         raise typer.Exit(1)
     if not mem["warmup_sampled"]:
-        console.print(f"[yellow]note:[/] the input is shorter than one --interval ({interval:g} s): "
-                      f"no warm-up sample, the growth is 0 by construction")
-    console.print(f"[bold green]soak passed:[/] memory {mem['growth_mb']:+.1f} MB from warm-up to end, "
-                  f"within the bound of {max_growth_mb:g} MB")
+        err.print(f"[yellow]note:[/] the input is shorter than one --interval ({interval:g} s): "
+                  f"no warm-up sample, the growth is 0 by construction")
+    stdout.print(f"[bold green]soak passed:[/] memory {mem['growth_mb']:+.1f} MB from warm-up to end, "
+                 f"within the bound of {max_growth_mb:g} MB")
 
 
 def _run_soak_with_progress(cfg, backend, make_pose, run_soak) -> dict:
     def on_sample(s: dict) -> None:
-        console.print(f"{s['label'] or 'sample':>7} at {s['t_s']:7.1f} s of video ({s['wall_s']:7.1f} s wall, "
-                      f"{s['frames']} frames): memory {s['rss_mb']:.1f} MB")
+        err.print(f"{s['label'] or 'sample':>7} at {s['t_s']:7.1f} s of video ({s['wall_s']:7.1f} s wall, "
+                  f"{s['frames']} frames): memory {s['rss_mb']:.1f} MB")
     if cfg.mode == "live":
-        console.print(f"soak (live): {cfg.minutes * 60:g} s in {cfg.interval_s:g} s intervals (Ctrl-C stops early)")
+        err.print(f"soak (live): {cfg.minutes * 60:g} s in {cfg.interval_s:g} s intervals (Ctrl-C stops early)")
         return run_soak(cfg, backend, make_pose, on_sample=on_sample)
     total = VideoFileSource(cfg.video)
     n = total.frame_count
     total.close()
     columns = (TextColumn("soak"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn())
-    console.print(f"soak (replay): {cfg.video}, memory every {cfg.interval_s:g} s of video (Ctrl-C stops early)")
-    with Progress(*columns, console=console) as progress:
+    err.print(f"soak (replay): {cfg.video}, memory every {cfg.interval_s:g} s of video (Ctrl-C stops early)")
+    with Progress(*columns, console=err) as progress:
         task = progress.add_task("frames", total=n or None)
         return run_soak(cfg, backend, make_pose, on_sample=on_sample,
                         on_frame=lambda i: progress.update(task, completed=i + 1))
@@ -397,6 +380,6 @@ def _print_soak(r: dict) -> None:
     rows.append(("ended", r["end_reason"]))
     for name, value in rows:
         table.add_row(name, escape(str(value)))
-    console.print(table)
+    stdout.print(table)
     if outs is not None and outs.get("kept", True):
-        console.print(f"annotated video: {outs['mp4']}\npredictions: {outs['jsonl']}")
+        stdout.print(f"annotated video: {outs['mp4']}\npredictions: {outs['jsonl']}")

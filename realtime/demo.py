@@ -24,6 +24,8 @@ from typing import Callable
 import cv2
 import numpy as np
 
+from mgr.train.atomic import atomic_write, atomic_write_json
+
 log = logging.getLogger(__name__)
 
 
@@ -51,23 +53,23 @@ def demo_video(path: Path, seconds: float = 6.0, fps: float = 15.0, size: tuple[
     x0 = (canvas.shape[1] - w) // 2
     canvas[:, x0:x0 + w] = photo
     n = int(seconds * fps)
-    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
-    writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"mp4v"), fps, size)
-    if not writer.isOpened():
-        raise RuntimeError(f"{path}: OpenCV cannot write mp4 here")
-    try:
-        for i in range(n):
-            u = i / max(1, n - 1)
-            zoom = 1.0 + 0.15 * np.sin(np.pi * u)                  # in and out again
-            cw, ch = canvas.shape[1] / zoom, canvas.shape[0] / zoom
-            cx = canvas.shape[1] / 2 + 20 * np.sin(2 * np.pi * u)   # a gentle sway
-            crop = canvas[int((canvas.shape[0] - ch) / 2):int((canvas.shape[0] + ch) / 2),
-                          int(cx - cw / 2):int(cx + cw / 2)]
-            writer.write(cv2.resize(crop, size, interpolation=cv2.INTER_AREA))
-    finally:
-        writer.release()
-    tmp.replace(path)
-    return path
+
+    def write(tmp: str) -> None:
+        writer = cv2.VideoWriter(tmp, cv2.VideoWriter_fourcc(*"mp4v"), fps, size)
+        if not writer.isOpened():
+            raise RuntimeError(f"{path}: OpenCV cannot write mp4 here")
+        try:
+            for i in range(n):
+                u = i / max(1, n - 1)
+                zoom = 1.0 + 0.15 * np.sin(np.pi * u)                  # in and out again
+                cw, ch = canvas.shape[1] / zoom, canvas.shape[0] / zoom
+                cx = canvas.shape[1] / 2 + 20 * np.sin(2 * np.pi * u)   # a gentle sway
+                crop = canvas[int((canvas.shape[0] - ch) / 2):int((canvas.shape[0] + ch) / 2),
+                              int(cx - cw / 2):int(cx + cw / 2)]
+                writer.write(cv2.resize(crop, size, interpolation=cv2.INTER_AREA))
+        finally:
+            writer.release()
+    return atomic_write(path, write, suffix=".tmp" + path.suffix)   # OpenCV picks the container by extension
 
 
 def _done(path: Path, fresh: bool) -> bool:
@@ -172,31 +174,29 @@ def step_replay(cfg: DemoConfig, model: Path, events) -> dict:
     result = {"video": str(video), "annotated": str(cfg.out / "replay.mp4"), "jsonl": str(cfg.out / "replay.jsonl"),
               "pose_model": str(pose_path), **summary.to_dict()}
     if not summary.interrupted:
-        from mgr.train.checkpoint import atomic_write_bytes
-        text = json.dumps(result, indent=2)
-        atomic_write_bytes(record, lambda tmp: Path(tmp).write_text(text))
+        atomic_write_json(record, result, indent=2)
     return result
 
 
 # ----------------------------------------------------------------------------- CLI rendering
 def run_demo_cli(cfg: DemoConfig) -> dict:
     """Run every step with rich progress and print the summary. The only printing part of this module."""
-    from rich.console import Console
     from rich.markup import escape
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
     from rich.table import Table
+
+    from mgr.train.clikit import err, out as console      # results on stdout; progress, notes on stderr
 
     from .posemodel import PoseModelError
 
     from mgr.engines.cli import NOISY_LOGGERS
     for name in NOISY_LOGGERS:                  # exporter and quantizer log every pass at INFO
         logging.getLogger(name).setLevel(logging.WARNING)
-    console = Console()
     console.rule("[bold]mgr demo[/bold]: SYNTHETIC data; the accuracy below says nothing about iMiGUE")
     cfg.out.mkdir(parents=True, exist_ok=True)
     results: dict = {}
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                  TextColumn("{task.fields[info]}"), TimeElapsedColumn(), console=console) as p:
+                  TextColumn("{task.fields[info]}"), TimeElapsedColumn(), console=err) as p:
         tasks: dict[str, int] = {}
 
         def events(kind: str, d: dict) -> None:
@@ -225,7 +225,7 @@ def run_demo_cli(cfg: DemoConfig) -> dict:
         best = step_train(cfg, data, events)
         with stage("evaluate (test split)"):
             results["evaluate"] = step_evaluate(cfg, best, data)
-        p.console.print(_eval_table(results["evaluate"], best, Table))
+        console.print(_eval_table(results["evaluate"], best, Table))
         with stage("export ONNX FP32 + INT8 (calibrated)"):
             onnx = step_export(cfg, best, data)
         from mgr.train.registry import record_model

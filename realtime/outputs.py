@@ -7,12 +7,13 @@ leaves a playable file.
 from __future__ import annotations
 
 import json
-import os
 import logging
 from pathlib import Path
 
 import cv2
 import numpy as np
+
+from mgr.train.atomic import durable_replace
 
 from .pipeline import Prediction
 
@@ -145,4 +146,4 @@ class VideoSink:
             self.partial_path.unlink(missing_ok=True)
             raise OSError(f"{self.path}: the annotated video could not be written (disk full or folder "
                           f"read-only?); nothing was left under that name")
-        os.replace(self.partial_path, self.path)
+        durable_replace(self.partial_path, self.path)     # fsync, rename, fsync the folder

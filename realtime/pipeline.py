@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from mgr.train.preprocess import KeypointStats, preprocess_rgb_frame, preprocess_skeleton, rescale_keypoints
+from mgr.train.preprocess import preprocess_rgb_frame, preprocess_skeleton, rescale_keypoints
 
 from .body25 import FramingBox, center_crop_box, crop_frame, crop_to_frame
 from .sources import Frame
@@ -53,9 +53,9 @@ class Prediction:
     ms: dict = field(default_factory=dict)   # milliseconds of the stages this step ran (pose, encode, head)
 
 
-def resolve_window(window_s: float | None, metadata: dict) -> float:
+def resolve_window(window_s: float | None, clip_seconds: float | None) -> float:
     """The --window value, else the artifact's median clip duration, else 1.6 s."""
-    for value in (window_s, metadata.get("clip_seconds")):
+    for value in (window_s, clip_seconds):
         if value is not None:
             if float(value) <= 0:
                 raise ValueError(f"window must be a positive number of seconds, got {value}")
@@ -155,11 +155,11 @@ class Recognizer:
         self.backend = backend
         self.pose = pose
         self.cfg = cfg
-        self.class_names = list(meta["class_names"])
-        self.num_frames = int(meta.get("num_frames", 4))
-        self.reference_size = tuple(int(v) for v in meta["reference_size"])
-        self.stats = KeypointStats.from_dict(meta["keypoint_stats"])
-        self.window_s = resolve_window(cfg.window_s, meta)
+        self.class_names = list(meta.class_names)
+        self.prep = meta.preprocessing          # the artifact's own numbers, never module defaults
+        self.num_frames = self.prep.num_frames
+        self.reference_size = self.prep.reference_size
+        self.window_s = resolve_window(cfg.window_s, meta.clip_seconds)
         self.smoother = Smoother(cfg.smooth)
         self.history = FrameHistory(self.window_s)
         self.encoded_frames = 0   # frames through the encoder, to check "encoded once"
@@ -187,7 +187,7 @@ class Recognizer:
         entry = entry if entry is not None else self._rgb_entry(crop)
         if entry is not None:
             ms["encode"] = entry[1]
-        kp_ref = rescale_keypoints(kp_crop, box.size, self.reference_size)
+        kp_ref = rescale_keypoints(kp_crop, box.size, self.prep)
         self.history.add(frame.timestamp_ms, entry[0] if entry is not None else None, kp_ref)
         kp_frame = crop_to_frame(kp_crop, box)
         picks = select_window(self.history.times, frame.timestamp_ms, self.window_s, self.num_frames)
@@ -205,7 +205,7 @@ class Recognizer:
         if not self.backend.uses_rgb:
             return None
         t0 = time.perf_counter()
-        x = preprocess_rgb_frame(crop)                               # (3, 224, 224)
+        x = preprocess_rgb_frame(crop, self.prep)                    # (3, 224, 224)
         if not self.cfg.cache_features:
             return x, _ms(t0)
         self.encoded_frames += 1
@@ -222,7 +222,7 @@ class Recognizer:
         skel = None
         if self.backend.uses_skeleton:
             kp = np.stack([self.history.skeleton[i] for i in picks])  # (T, 25, 3)
-            skel = preprocess_skeleton(kp, self.stats)[None]          # (1, 3, T, 25)
+            skel = preprocess_skeleton(kp, self.prep)[None]           # (1, 3, T, 25)
         logits = np.asarray(self.backend.classify(feats, skel))       # (1, num_classes)
         return softmax(logits[0])
 

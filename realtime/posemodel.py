@@ -9,11 +9,11 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import tempfile
 import urllib.error
 import urllib.request
 from pathlib import Path
 
+from mgr.train.atomic import atomic_write
 from mgr.train.registry import mgr_home
 
 log = logging.getLogger(__name__)
@@ -78,19 +78,16 @@ def download_model(dest: Path, url: str = MODEL_URL, sha256: str = MODEL_SHA256,
     """Download ``url`` to ``dest`` atomically, accepting it only if its sha256 matches."""
     dest.parent.mkdir(parents=True, exist_ok=True)
     log.info("downloading the pose model from %s", url)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
-    try:
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout_s) as resp:
+
+    def fetch(tmp: str) -> None:
+        with open(tmp, "wb") as out, urllib.request.urlopen(url, timeout=timeout_s) as resp:
             for chunk in iter(lambda: resp.read(1 << 20), b""):
                 out.write(chunk)
         got = sha256_of(Path(tmp))
         if got != sha256:
             raise PoseModelError(f"downloaded pose model has sha256 {got}, expected {sha256}; "
                                  f"not used. Give a model with --pose-model or {ENV_VAR}.")
-        os.replace(tmp, dest)
+    try:
+        return atomic_write(dest, fetch, suffix=".part")
     except (urllib.error.URLError, OSError, ValueError) as e:
         raise PoseModelError(_offline_message(dest, f"download failed ({e})")) from e
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return dest

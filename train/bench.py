@@ -42,14 +42,14 @@ def bench_loader(data: str, batches: int, batch_size: int, workers: int, epochs:
     from torch.utils.data import DataLoader
 
     from .data import ClipDataset, DatasetConfig, scan_dataset
-    from .preprocess import KeypointStats
+    from .preprocess import DEFAULT
     import time
     clips = scan_dataset(data).clips
     out = []
     for cached in (False, True):
         tmp = Path(tempfile.mkdtemp(prefix="mgr-bench-cache-"))
         try:
-            cfg = DatasetConfig(True, False, True, KeypointStats.identity(), cache_dir=str(tmp) if cached else None)
+            cfg = DatasetConfig(True, False, True, DEFAULT, cache_dir=str(tmp) if cached else None)
             ds = ClipDataset(clips, cfg)
             speeds = []
             for epoch in range(epochs):

@@ -8,22 +8,16 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-console = Console()
+from .clikit import JSON_OPT, device_option, err, fail, out as stdout, split_file_option, user_errors
 
 
 def _progress() -> Progress:
     return Progress(TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-                    TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn(), console=console)
-
-
-def _fail(msg: str) -> None:
-    console.print(f"[red]error:[/red] {escape(msg)}", soft_wrap=True)   # never break a path
-    raise typer.Exit(2)
+                    TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn(), console=err)
 
 
 def synth(out: Path = typer.Argument(..., help="Folder to write the synthetic dataset into."),
@@ -36,7 +30,7 @@ def synth(out: Path = typer.Argument(..., help="Folder to write the synthetic da
         task = p.add_task("synth", total=clips, info="")
         generate(out, SynthConfig(clips=clips, seed=seed, max_frames=max_frames),
                  progress=lambda d, t: p.update(task, completed=d))
-    console.print(f"wrote {clips} [yellow]synthetic[/yellow] clips to {out} (see {out}/README.md)")
+    stdout.print(f"wrote {clips} [yellow]synthetic[/yellow] clips to {out} (see {out}/README.md)")
 
 
 def check_data(path: Path = typer.Argument(..., help="Dataset folder (any supported layout)."),
@@ -46,21 +40,17 @@ def check_data(path: Path = typer.Argument(..., help="Dataset folder (any suppor
     """Report layout, clips per class, frames per clip and every missing or corrupt file."""
     from .checkdata import check_dataset
     from .classes import imigue_classes
-    from .data import DatasetError
-    try:
-        with _progress() as p:
-            task = p.add_task("check", total=None, info="")
-            rep = check_dataset(str(path), str(keypoints) if keypoints else None, decode,
-                                progress=lambda d, t: p.update(task, completed=d, total=t))
-    except DatasetError as e:
-        _fail(str(e))
+    with user_errors(), _progress() as p:      # DatasetError is a ValueError
+        task = p.add_task("check", total=None, info="")
+        rep = check_dataset(str(path), str(keypoints) if keypoints else None, decode,
+                            progress=lambda d, t: p.update(task, completed=d, total=t))
     t = Table(title=f"{path}: layout {rep.layout}, {sum(rep.clips_per_class.values())} clips")
     for col in ("id", "class", "clips"):
         t.add_column(col)
     for c in imigue_classes():
         n = rep.clips_per_class.get(c.index, 0)
         t.add_row(str(c.id), c.name, str(n) if n else "[red]0[/red]")
-    console.print(t)
+    stdout.print(t)
     fs = rep.frame_stats()
     s = Table(title="health")
     s.add_column("check")
@@ -73,13 +63,13 @@ def check_data(path: Path = typer.Argument(..., help="Dataset folder (any suppor
     s.add_row("keypoint files missing", str(rep.missing_keypoints))
     s.add_row("keypoint files corrupt", str(len(rep.corrupt_keypoints)))
     s.add_row("frames without a person (incl. missing)", str(rep.frames_without_person))
-    console.print(s)
+    stdout.print(s)
     for title, lines in (("layout", rep.problems), ("images", rep.unreadable_images), ("keypoints", rep.corrupt_keypoints),
                          ("videos", rep.video_problems)):
         for line in lines[:show]:
-            console.print(f"[yellow]{title}:[/yellow] {line}")
+            stdout.print(f"[yellow]{title}:[/yellow] {line}")
         if len(lines) > show:
-            console.print(f"[yellow]{title}:[/yellow] ... and {len(lines) - show} more")
+            stdout.print(f"[yellow]{title}:[/yellow] ... and {len(lines) - show} more")
 
 
 def _train_callback(p: Progress, state: dict):
@@ -120,13 +110,13 @@ def train(ctx: typer.Context,
           val_fraction: float = typer.Option(0.1, help="Cross-subject only: share of the train subjects' clips held "
                                              "out for validation. 0 trains on all of them (13,935 iMiGUE clips, as "
                                              "published results do), with no validation: best.pt is the last epoch."),
-          split_file: Optional[Path] = typer.Option(None, help="Reuse a saved split.json."),
+          split_file: Optional[Path] = split_file_option("a new split as --split and --seed say"),
           keypoints: Optional[Path] = typer.Option(None, help="Parallel OpenPose keypoint tree."),
           pretrained: Optional[Path] = typer.Option(None, help="torchvision resnet18 ImageNet state_dict."),
           download: bool = typer.Option(True, help="Try torchvision's ImageNet download without --pretrained."),
           freeze_backbone: bool = typer.Option(False, help="Keep the ResNet18 encoder fixed."),
           cache_frames: Optional[Path] = typer.Option(None, help="Cache decoded, resized frames here."),
-          device: str = typer.Option("auto", help="auto | cpu | cuda."),
+          device: str = device_option("auto"),
           resume: Optional[Path] = typer.Option(None, help="Continue the interrupted run in this folder.")) -> None:
     """Train the fusion model or an ablation (reference report defaults). Works under torchrun."""
     from .fit import TrainConfig, fit
@@ -134,7 +124,7 @@ def train(ctx: typer.Context,
     if resume is not None:
         cfg_file = resume / "train_config.json"
         if not cfg_file.exists():
-            _fail(f"{resume}: nothing to resume (no train_config.json)")
+            raise fail(f"{resume}: nothing to resume (no train_config.json)")
         try:
             saved = json.loads(cfg_file.read_text())
             data, keypoints = Path(saved.pop("data")), saved.pop("keypoints", None)
@@ -142,17 +132,17 @@ def train(ctx: typer.Context,
             saved["reference_size"] = tuple(saved["reference_size"])
             cfg = TrainConfig(**{k: v for k, v in saved.items() if k in names})
         except (json.JSONDecodeError, KeyError, TypeError, AttributeError) as e:
-            _fail(f"{cfg_file}: not a readable training configuration ({e})")
+            raise fail(f"{cfg_file}: not a readable training configuration ({e})") from e
         out = resume
         given = [name for name in ctx.params if name != "resume"      # typed on the command line, not defaults
                  and getattr(ctx.get_parameter_source(name), "name", "") == "COMMANDLINE"]
         if given:
             flags = ", ".join("DATA" if n == "data" else "--" + n.replace("_", "-") for n in given)
-            console.print(f"[yellow]--resume continues the run with its saved configuration ({cfg_file}); "
-                          f"ignored: {escape(flags)}[/]", soft_wrap=True)
+            err.print(f"[yellow]--resume continues the run with its saved configuration ({cfg_file}); "
+                      f"ignored: {escape(flags)}[/]", soft_wrap=True)
     else:
         if data is None:
-            _fail("give a dataset folder, or --resume RUN/")
+            raise fail("give a dataset folder, or --resume RUN/")
         cfg = TrainConfig(modality=modality, epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
                           label_smoothing=label_smoothing, class_weights=class_weights,
                           balanced_sampler=balanced_sampler, amp=amp, workers=workers, seed=seed, split=split,
@@ -161,77 +151,70 @@ def train(ctx: typer.Context,
                           cache_dir=str(cache_frames) if cache_frames else None, device=device)
         out = out or Path("runs") / modality
     try:
-        with _progress() as p:
+        with user_errors(FloatingPointError), _progress() as p:   # CheckpointError and DatasetError are ValueErrors
             result = fit(str(data), out, cfg, str(keypoints) if keypoints else None, resume=resume is not None,
                          split_file=str(split_file) if split_file else None, callback=_train_callback(p, {}))
     except KeyboardInterrupt:
-        console.print(f"[yellow]interrupted.[/yellow] The last finished epoch is in {out}/last.pt; "
-                      f"continue with: mgr train --resume {out}")
+        err.print(f"[yellow]interrupted.[/yellow] The last finished epoch is in {out}/last.pt; "
+                  f"continue with: mgr train --resume {out}")
         raise typer.Exit(130)
-    except (ValueError, FloatingPointError, OSError) as e:   # CheckpointError and DatasetError are ValueErrors
-        _fail(str(e))
     if os.environ.get("RANK", "0") != "0":      # under torchrun only rank 0 reports and records
         return
     record_model(Path(out) / "best.pt", "train")
     best = (f"best val top-1 {100 * result['best_val_top1']:.1f}% at epoch {result['best_epoch'] + 1}"
             if result["best_val_top1"] is not None else f"no validation clips: best.pt is the last epoch "
                                                          f"({result['best_epoch'] + 1})")
-    console.print(f"{best}; checkpoints in {out} (best.pt, last.pt). Next: mgr evaluate {out}/best.pt {data}")
+    stdout.print(f"{best}; checkpoints in {out} (best.pt, last.pt). Next: mgr evaluate {out}/best.pt {data}")
 
 
 def evaluate(checkpoint: Path = typer.Argument(..., help="A checkpoint (.pt), e.g. RUN/best.pt."),
              data: Path = typer.Argument(..., help="Dataset folder."),
              split: str = typer.Option("test", help="train | val | test | all."),
-             split_file: Optional[Path] = typer.Option(None, help="Split file (default: split.json beside the checkpoint)."),
+             split_file: Optional[Path] = split_file_option("split.json beside the checkpoint"),
              new_split: bool = typer.Option(False, help="Without a split file, make a new seeded random split "
                                             "(its test part is NOT the run's test part)."),
              keypoints: Optional[Path] = typer.Option(None), out: Optional[Path] = typer.Option(None, help="Output folder."),
              batch_size: int = typer.Option(16, help="Clips per forward pass."),
-             workers: int = typer.Option(2), device: str = typer.Option("auto", help="auto (cuda if available) | cpu | cuda.")) -> None:
+             workers: int = typer.Option(2), device: str = device_option("auto")) -> None:
     """Top-1, top-5, mean per-class accuracy, per-class table, confusion matrix PNG and JSON."""
-    from .checkpoint import CheckpointError
     from .run_eval import evaluate_checkpoint
-    try:
+    with user_errors():                         # CheckpointError is a ValueError
         m = evaluate_checkpoint(str(checkpoint), str(data), split, str(out) if out else None,
                                 str(keypoints) if keypoints else None, str(split_file) if split_file else None,
                                 batch_size=batch_size, workers=workers, device=device, new_split=new_split)
-    except (CheckpointError, ValueError) as e:
-        _fail(str(e))
     t = Table(title=f"{m['modality']} on {split}: {m['clips']} clips")
     for col in ("id", "class", "support", "accuracy"):
         t.add_column(col)
     for c in sorted(m["per_class"], key=lambda c: -c["support"]):
         t.add_row(str(c["index"] + 1), c["name"], str(c["support"]),
                   f"{100 * c['accuracy']:.1f}%" if c["accuracy"] is not None else "[dim]no samples[/dim]")
-    console.print(t)
+    stdout.print(t)
     pct = lambda v: f"{100 * v:.2f}%" if v is not None else "n/a"  # noqa: E731
-    console.print(f"top-1 {pct(m['top1'])}  top-5 {pct(m['top5'])}  mean class accuracy {pct(m['mean_class_accuracy'])}"
-                  f"  (split: {m['split_source']})")
-    console.print(f"wrote {(out or checkpoint.parent)}/eval_{split}.json and confusion_{split}.png")
+    stdout.print(f"top-1 {pct(m['top1'])}  top-5 {pct(m['top5'])}  mean class accuracy {pct(m['mean_class_accuracy'])}"
+                 f"  (split: {m['split_source']})")
+    stdout.print(f"wrote {(out or checkpoint.parent)}/eval_{split}.json and confusion_{split}.png")
 
 
 def report(runs: list[Path] = typer.Argument(..., help="Run folders, e.g. runs/rgb runs/skeleton runs/fusion."),
            out: Path = typer.Option(Path("report"), help="Output folder.")) -> None:
     """Table 1 (markdown), accuracy/loss curves (train dashed, val solid) and one HTML page for your runs."""
     from .report import plot_curves, read_run, table1_markdown, table1_rows, write_html
-    try:
+    with user_errors():
         loaded = [read_run(r) for r in runs]
-    except ValueError as e:
-        _fail(str(e))
     md = table1_markdown(table1_rows(loaded))
     out.mkdir(parents=True, exist_ok=True)
     (out / "table1.md").write_text(md)
     plots = plot_curves(loaded, out)
     page = write_html(loaded, out / "report.html")
-    console.print(md)
-    console.print(f"wrote {out}/table1.md, {page}, " + ", ".join(str(p) for p in plots))
+    stdout.print(md)
+    stdout.print(f"wrote {out}/table1.md, {page}, " + ", ".join(str(p) for p in plots))
 
 
 def bench_train(data: Optional[Path] = typer.Argument(None, help="Dataset (default: a fresh synthetic set)."),
                 modality: list[str] = typer.Option(["skeleton", "rgb", "fusion"], help="Modalities to time."),
                 steps: int = typer.Option(4, help="Steps per epoch."), batch_size: int = typer.Option(8),
                 workers: int = typer.Option(2), epochs: int = typer.Option(3),
-                json_out: Optional[Path] = typer.Option(None, "--json", help="Write results here.")) -> None:
+                json_out: Optional[Path] = JSON_OPT) -> None:
     """Training throughput in clips/s per modality, with and without the decoded-frame cache."""
     import tempfile
     from .bench import bench_loader, bench_train as run, machine_info
@@ -251,7 +234,7 @@ def bench_train(data: Optional[Path] = typer.Argument(None, help="Dataset (defau
     for r in loader:
         t.add_row("data pipeline only (RGB)", "yes" if r["frame_cache"] else "no", f"{r['clips_per_s_median']:.1f}",
                   " ".join(f"{v:.1f}" for v in r["clips_per_s_all"]))
-    console.print(t)
+    stdout.print(t)
     if json_out:
         json_out.write_text(json.dumps({"machine": machine_info(), "results": res, "data_pipeline": loader}, indent=2))
     if tmp:

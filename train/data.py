@@ -24,10 +24,11 @@ import numpy as np
 import torch
 from PIL import Image
 
+from .atomic import atomic_write
 from .classes import index_from_official_id
 from .keypoints_io import KEYPOINTS_SUFFIX, KeypointFileError, missing_skeleton, read_openpose_json
-from .preprocess import (NUM_FRAMES, REFERENCE_SIZE, KeypointStats, compute_keypoint_stats, crop_and_normalize,
-                         preprocess_skeleton, rescale_keypoints, resize_short_side, sample_frame_indices)
+from .preprocess import (KeypointStats, Preprocessing, compute_keypoint_stats, crop_and_normalize, preprocess_skeleton,
+                         rescale_keypoints, resize_short_side, sample_frame_indices)
 
 log = logging.getLogger(__name__)
 
@@ -276,13 +277,15 @@ class FrameCache:
     keeps the output of ``resize_short_side`` keyed by path, size and mtime.
     """
 
-    def __init__(self, directory: str | os.PathLike):
+    def __init__(self, directory: str | os.PathLike, resize_short: int):
         self.dir = Path(directory)
+        self.resize_short = resize_short
         self.dir.mkdir(parents=True, exist_ok=True)
 
     def _key(self, path: str) -> Path:
         st = os.stat(path)
-        h = hashlib.sha1(f"{os.path.abspath(path)}|{st.st_size}|{st.st_mtime_ns}".encode()).hexdigest()
+        ident = f"{os.path.abspath(path)}|{st.st_size}|{st.st_mtime_ns}|{self.resize_short}"
+        h = hashlib.sha1(ident.encode()).hexdigest()
         return self.dir / h[:2] / f"{h}.npy"
 
     def get(self, path: str) -> np.ndarray:
@@ -291,15 +294,15 @@ class FrameCache:
             return np.load(key)
         except (OSError, ValueError, EOFError):   # absent, or damaged: rebuild the entry
             pass
-        img = resize_short_side(read_image_rgb(path))
+        img = resize_short_side(read_image_rgb(path), self.resize_short)
         key.parent.mkdir(exist_ok=True)
-        tmp = key.with_name(f".{key.name}.{os.getpid()}.tmp")
-        try:
+
+        def write(tmp: str) -> None:
             with open(tmp, "wb") as fh:
                 np.save(fh, img)
-            os.replace(tmp, key)
+        try:
+            atomic_write(key, write)
         except OSError as e:                      # a full cache disk must not stop training
-            tmp.unlink(missing_ok=True)
             log.warning("frame cache: cannot write %s (%s); continuing without caching it", key, e)
         return img
 
@@ -314,7 +317,7 @@ def clip_source_size(rec: ClipRecord) -> tuple[int, int]:
     raise ValueError(f"clip {rec.clip_id}: no frames to take the keypoint frame size from")
 
 
-def read_clip_keypoints(rec: ClipRecord, indices, reference_size: tuple[int, int],
+def read_clip_keypoints(rec: ClipRecord, indices, prep: Preprocessing,
                         source_size: tuple[int, int] | None = None) -> np.ndarray:
     """(T, 25, 3) keypoints of the chosen frames, in reference-frame pixels, missing joints zeroed.
 
@@ -329,30 +332,29 @@ def read_clip_keypoints(rec: ClipRecord, indices, reference_size: tuple[int, int
         except KeypointFileError as e:
             log.warning("%s; using an all-missing skeleton for this frame", e)
             kp = missing_skeleton()
-        out.append(rescale_keypoints(kp, size, reference_size))
+        out.append(rescale_keypoints(kp, size, prep))
     return np.stack(out)  # (T, 25, 3)
 
 
-def fit_keypoint_stats(clips: list[ClipRecord], reference_size: tuple[int, int] = REFERENCE_SIZE,
-                       frames_per_clip: int = 8) -> KeypointStats:
+def fit_keypoint_stats(clips: list[ClipRecord], prep: Preprocessing, frames_per_clip: int = 8) -> KeypointStats:
     """Keypoint mean/std over the training split (up to ``frames_per_clip`` evenly spaced frames a clip)."""
     arrays = []
     for rec in clips:
         n = rec.num_frames
         idx = np.unique(np.round(np.linspace(0, n - 1, min(n, frames_per_clip))).astype(int))
         try:
-            arrays.append(read_clip_keypoints(rec, idx, reference_size))
+            arrays.append(read_clip_keypoints(rec, idx, prep))
         except ValueError as e:
             log.warning("keypoint statistics skip clip %s: %s", rec.clip_id, e)
-    return compute_stats_or_default(arrays, reference_size)
+    return compute_stats_or_default(arrays, prep)
 
 
-def compute_stats_or_default(arrays: list[np.ndarray], reference_size) -> KeypointStats:
+def compute_stats_or_default(arrays: list[np.ndarray], prep: Preprocessing) -> KeypointStats:
     try:
-        return compute_keypoint_stats(arrays)
+        return compute_keypoint_stats(arrays, prep.conf_threshold)
     except ValueError:
         log.warning("no valid joints in the training split: keypoint statistics fall back to the frame center")
-        return KeypointStats.identity(reference_size)
+        return KeypointStats.identity(prep.reference_size)
 
 
 def median_clip_seconds(clips: list[ClipRecord]) -> float | None:
@@ -372,9 +374,7 @@ class DatasetConfig:
     uses_rgb: bool                        # decode frames (fusion, rgb)
     uses_skeleton: bool                   # read keypoints (fusion, skeleton)
     train: bool                           # random sampling and crops vs deterministic
-    keypoint_stats: KeypointStats         # training-split normalisation
-    reference_size: tuple[int, int] = REFERENCE_SIZE  # skeleton reference frame (w, h)
-    num_frames: int = NUM_FRAMES          # T
+    preprocessing: Preprocessing          # every preprocessing number, keypoint statistics included
     seed: int = 0                         # augmentation seed: rng(seed, epoch, clip) makes resume exact
     cache_dir: str | None = None          # decoded-frame cache folder, or None
     augment: bool = True                  # random crops when train; off when frozen features are cached
@@ -386,7 +386,7 @@ class ClipDataset(torch.utils.data.Dataset):
 
     def __init__(self, clips: list[ClipRecord], cfg: DatasetConfig):
         self.clips, self.cfg, self.epoch = list(clips), cfg, 0
-        self.cache = FrameCache(cfg.cache_dir) if cfg.cache_dir else None
+        self.cache = FrameCache(cfg.cache_dir, cfg.preprocessing.resize_short) if cfg.cache_dir else None
         if cfg.uses_rgb:
             no_frames = [c.clip_id for c in self.clips if not c.frames and not c.video]
             if no_frames:
@@ -403,27 +403,29 @@ class ClipDataset(torch.utils.data.Dataset):
     def _frames(self, rec: ClipRecord, idx) -> list[np.ndarray]:
         if rec.frames:
             paths = [rec.frames[i] for i in idx]
-            load = self.cache.get if self.cache is not None else (lambda p: resize_short_side(read_image_rgb(p)))
+            size = self.cfg.preprocessing.resize_short
+            load = self.cache.get if self.cache is not None else (lambda p: resize_short_side(read_image_rgb(p), size))
             try:
                 return [load(p) for p in paths]
             except ValueError as e:
                 raise ValueError(f"{e} (clip {rec.clip_id}); run `mgr check-data` to list every bad file") from e
-        return [resize_short_side(f) for f in read_video_frames_rgb(rec.video, [rec.frame_id(int(i)) for i in idx])]
+        return [resize_short_side(f, self.cfg.preprocessing.resize_short)
+                for f in read_video_frames_rgb(rec.video, [rec.frame_id(int(i)) for i in idx])]
 
     def __getitem__(self, i: int) -> dict:
-        rec, cfg = self.clips[i], self.cfg
+        rec, cfg, prep = self.clips[i], self.cfg, self.cfg.preprocessing
         rng = np.random.default_rng([cfg.seed, self.epoch, i]) if cfg.train else None
-        idx = sample_frame_indices(rec.num_frames, cfg.num_frames, cfg.train, rng)
+        idx = sample_frame_indices(rec.num_frames, prep.num_frames, cfg.train, rng)
         item = {"label": rec.label}
         if cfg.uses_rgb:
             crop_random = cfg.train and cfg.augment
-            rgb = [crop_and_normalize(f, crop_random, rng) for f in self._frames(rec, idx)]
+            rgb = [crop_and_normalize(f, prep, crop_random, rng) for f in self._frames(rec, idx)]
             item["rgb"] = torch.from_numpy(np.stack(rgb))                        # (T, 3, 224, 224)
             if cfg.frame_keys:
                 item["frame_keys"] = torch.tensor([frame_key(rec, int(j)) for j in idx], dtype=torch.int64)
         if cfg.uses_skeleton:
             if rec.clip_id not in self._sizes:
                 self._sizes[rec.clip_id] = clip_source_size(rec)
-            kp = read_clip_keypoints(rec, idx, cfg.reference_size, self._sizes[rec.clip_id])
-            item["skeleton"] = torch.from_numpy(preprocess_skeleton(kp, cfg.keypoint_stats))  # (3, T, 25)
+            kp = read_clip_keypoints(rec, idx, prep, self._sizes[rec.clip_id])
+            item["skeleton"] = torch.from_numpy(preprocess_skeleton(kp, prep))  # (3, T, 25)
         return item

@@ -6,12 +6,13 @@ the cross-subject protocol).
 """
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
 import numpy as np
 import torch
+
+from .atomic import atomic_write_json
 
 
 def topk_correct(logits: torch.Tensor, labels: torch.Tensor, k: int) -> int:
@@ -101,9 +102,4 @@ def plot_confusion(metrics: dict, class_names: list[str], path: str | os.PathLik
 
 
 def write_json(obj: dict, path: str | os.PathLike) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(obj, indent=2))
-    os.replace(tmp, path)
-    return path
+    return atomic_write_json(path, obj, indent=2)

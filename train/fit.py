@@ -24,12 +24,13 @@ import torch.distributed as dist
 import torch.nn as nn
 from torch.utils.data import DataLoader, DistributedSampler, RandomSampler, WeightedRandomSampler
 
-from .checkpoint import CheckpointError, atomic_write_bytes, build_metadata, read_checkpoint, save_checkpoint
+from .atomic import atomic_write, atomic_write_json
+from .checkpoint import CheckpointError, build_metadata, read_checkpoint, save_checkpoint
 from .classes import NUM_CLASSES, class_names
 from .data import ClipDataset, DatasetConfig, fit_keypoint_stats, median_clip_seconds, scan_dataset
 from .evaluate import compute_metrics, forward_batch, predict_loader, topk_correct
 from .model import FusionConfig, MicroGestureNet, check_modality, load_imagenet_weights
-from .preprocess import REFERENCE_SIZE, KeypointStats
+from .preprocess import DEFAULT as DEFAULT_PREPROCESSING, KeypointStats, Preprocessing
 from .split import (CROSS_SUBJECT_VAL_FRACTION, PARTS, SPLITS, cross_subject_split, load_protocol, load_split,
                     random_split, save_split, select)
 
@@ -58,7 +59,7 @@ class TrainConfig:
     freeze_backbone: bool = False         # keep the ResNet18 encoder fixed (faster on CPU)
     cache_dir: str | None = None          # decoded-frame cache folder
     device: str = "auto"                  # auto | cpu | cuda
-    reference_size: tuple[int, int] = REFERENCE_SIZE  # skeleton reference frame (w, h)
+    reference_size: tuple[int, int] = DEFAULT_PREPROCESSING.reference_size  # skeleton reference frame (w, h)
     max_steps_per_epoch: int | None = None  # cap steps (smoke tests, benchmarks)
 
 
@@ -296,20 +297,20 @@ def _sum_over_ranks(values: list[float], device: torch.device) -> list[float]:
 
 
 def _write_json(path: Path, obj: dict) -> None:
-    text = json.dumps(obj, indent=2)
-    atomic_write_bytes(path, lambda tmp: Path(tmp).write_text(text))
+    atomic_write_json(path, obj, indent=2)
 
 
 def _append_log(out: Path, row: dict) -> None:
     with open(out / "log.jsonl", "a") as fh:
         fh.write(json.dumps(row) + "\n")
     rows = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines() if line.strip()]
-    tmp = out / ".log.csv.tmp"
-    with open(tmp, "w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=list(rows[0].keys()))
-        w.writeheader()
-        w.writerows(rows)
-    os.replace(tmp, out / "log.csv")
+
+    def write_csv(tmp: str) -> None:
+        with open(tmp, "w", newline="") as fh:
+            w = csv.DictWriter(fh, fieldnames=list(rows[0].keys()))
+            w.writeheader()
+            w.writerows(rows)
+    atomic_write(out / "log.csv", write_csv)
 
 
 def _trim_log(out: Path, upto_epoch: int) -> None:
@@ -328,7 +329,7 @@ class RunState:
     best_epoch: int = -1
 
 
-def _resume(out: Path, model, optimizer, scheduler, scaler) -> tuple[RunState, KeypointStats | None]:
+def _resume(out: Path, model, optimizer, scheduler, scaler) -> tuple[RunState, Preprocessing]:
     payload = read_checkpoint(out / "last.pt")
     ts = payload.get("training_state")
     if not isinstance(ts, dict) or not {"epoch", "optimizer", "scheduler", "best_top1", "best_epoch"} <= set(ts):
@@ -339,8 +340,17 @@ def _resume(out: Path, model, optimizer, scheduler, scaler) -> tuple[RunState, K
     scheduler.load_state_dict(ts["scheduler"])
     if ts.get("scaler"):
         scaler.load_state_dict(ts["scaler"])
-    stats = KeypointStats.from_dict(payload["metadata"]["keypoint_stats"])
-    return RunState(int(ts["epoch"]), float(ts["best_top1"]), int(ts["best_epoch"])), stats
+    prep = payload["metadata"].preprocessing      # the run keeps its own numbers and statistics
+    return RunState(int(ts["epoch"]), float(ts["best_top1"]), int(ts["best_epoch"])), prep
+
+
+def new_preprocessing(cfg: TrainConfig, model, train_clips) -> Preprocessing:
+    """The preprocessing section of a new run: the defaults, its T and reference frame, and
+    keypoint statistics fitted on its training clips (identity for a model without skeleton)."""
+    prep = replace(DEFAULT_PREPROCESSING, num_frames=model.cfg.num_frames, reference_size=tuple(cfg.reference_size))
+    stats = (fit_keypoint_stats(train_clips, prep) if model.uses_skeleton
+             else KeypointStats.identity(prep.reference_size))
+    return replace(prep, keypoint_stats=stats)
 
 
 def _evaluate_val(model, val_ds, cfg, epoch, device, rank, features=None) -> dict:
@@ -380,19 +390,17 @@ def fit(data_root: str, out: str | os.PathLike, cfg: TrainConfig, keypoints_root
     scaler = torch.amp.GradScaler(device.type, enabled=cfg.amp and device.type == "cuda")
     if cfg.amp and device.type != "cuda":
         log.warning("--amp is for CUDA; on %s the run trains in full precision", device.type)
-    state, stats = RunState(), None
     if resume:
-        state, stats = _resume(out, model, optimizer, scheduler, scaler)
-    if stats is None:
-        stats = (fit_keypoint_stats(train_clips, cfg.reference_size) if model.uses_skeleton
-                 else KeypointStats.identity(cfg.reference_size))
-    meta_args = dict(cfg=model.cfg, class_names=class_names(), reference_size=cfg.reference_size,
-                     keypoint_stats=stats, clip_seconds=median_clip_seconds(train_clips),
+        state, prep = _resume(out, model, optimizer, scheduler, scaler)
+    else:
+        state, prep = RunState(), new_preprocessing(cfg, model, train_clips)
+    meta_args = dict(cfg=model.cfg, class_names=class_names(), preprocessing=prep,
+                     clip_seconds=median_clip_seconds(train_clips),
                      train_config={**asdict(cfg), "data": str(data_root), "weights": weights_source,
                                    "split": split["kind"], "world_size": world})
     cache_features = cfg.freeze_backbone and model.uses_rgb and world == 1
     features = FrozenFeatureCache(model, device) if cache_features else None
-    ds_cfg = DatasetConfig(model.uses_rgb, model.uses_skeleton, True, stats, cfg.reference_size,
+    ds_cfg = DatasetConfig(model.uses_rgb, model.uses_skeleton, True, prep,
                            seed=cfg.seed, cache_dir=cfg.cache_dir, augment=not cache_features,
                            frame_keys=cache_features)
     train_ds = ClipDataset(train_clips, ds_cfg)

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .atomic import atomic_write_json
 from .layout import NUM_JOINTS
 
 KEYPOINTS_SUFFIX = "_keypoints.json"
@@ -99,13 +100,4 @@ def to_openpose_dict(people: list[np.ndarray]) -> dict:
 
 def write_openpose_json(path: str | os.PathLike, people: list[np.ndarray]) -> Path:
     """Write OpenPose-format JSON atomically (temp file + rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(json.dumps(to_openpose_dict(people)))
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return path
+    return atomic_write_json(path, to_openpose_dict(people))

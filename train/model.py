@@ -18,7 +18,7 @@ import torchvision
 
 from .classes import NUM_CLASSES
 from .layout import NUM_JOINTS, spatial_partition_adjacency
-from .preprocess import NUM_FRAMES
+from .preprocess import DEFAULT as DEFAULT_PREPROCESSING
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +46,7 @@ class STGCNConfig:
 class FusionConfig:
     modality: str = "fusion"                       # fusion | rgb | skeleton
     num_classes: int = NUM_CLASSES                 # 32 iMiGUE classes
-    num_frames: int = NUM_FRAMES                   # T
+    num_frames: int = DEFAULT_PREPROCESSING.num_frames   # T
     hidden: int = 512                              # head hidden width (640 -> 512 -> 32)
     dropout: float = 0.3                           # head dropout
     attention_hidden: int = 128                    # temporal-attention scoring MLP width

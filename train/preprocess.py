@@ -8,31 +8,30 @@ RandomResizedCrop of 224, eval a center crop of 224; then ImageNet mean and std.
 Skeleton: keypoints rescaled from the frame they were detected on to the reference frame
 (320x176), confidence < 0.1 is missing, x and y normalised by training-split statistics,
 missing joints zeroed.
+
+Every number comes from a ``Preprocessing`` (train/metadata.py), the section every artifact
+stores; ``DEFAULT`` holds the values a new training run uses. Inference code passes the
+artifact's own section, never these defaults.
 """
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import cv2
 import numpy as np
 
 from .layout import NUM_JOINTS
+from .metadata import KeypointStats, Preprocessing
 
-NUM_FRAMES = 4                    # T: frames per clip
-IMAGE_SIZE = 224                  # network input side
-RESIZE_SHORT = 256                # short side before cropping
-REFERENCE_SIZE = (320, 176)       # (width, height) of the skeleton reference frame
-CONF_THRESHOLD = 0.1              # below this a joint is missing
-IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
-IMAGENET_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
-# RandomResizedCrop defaults of torchvision (scale, ratio)
-RRC_SCALE = (0.08, 1.0)
-RRC_RATIO = (3 / 4, 4 / 3)
+__all__ = ["DEFAULT", "KeypointStats", "Preprocessing", "sample_frame_indices", "resize_short_side",
+           "crop_and_normalize", "preprocess_rgb_frame", "mask_keypoints", "rescale_keypoints",
+           "compute_keypoint_stats", "preprocess_skeleton"]
+
+DEFAULT = Preprocessing()         # what a new training run uses (the reference report's numbers)
 
 
 # ----------------------------------------------------------------------------- time
-def sample_frame_indices(num_available: int, num_frames: int = NUM_FRAMES, train: bool = False,
+def sample_frame_indices(num_available: int, num_frames: int, train: bool = False,
                          rng: np.random.Generator | None = None) -> np.ndarray:
     """Pick exactly ``num_frames`` frame indices from a clip of ``num_available`` frames.
 
@@ -50,7 +49,7 @@ def sample_frame_indices(num_available: int, num_frames: int = NUM_FRAMES, train
 
 
 # ----------------------------------------------------------------------------- RGB
-def resize_short_side(image: np.ndarray, size: int = RESIZE_SHORT) -> np.ndarray:
+def resize_short_side(image: np.ndarray, size: int) -> np.ndarray:
     """Resize an HxWx3 uint8 image so its short side is ``size`` (aspect kept).
 
     INTER_AREA when shrinking (anti-aliased, like torchvision's antialias=True),
@@ -67,73 +66,55 @@ def resize_short_side(image: np.ndarray, size: int = RESIZE_SHORT) -> np.ndarray
     return cv2.resize(image, (new_w, new_h), interpolation=interp)
 
 
-def _random_resized_crop_box(h: int, w: int, rng: np.random.Generator) -> tuple[int, int, int, int]:
+def _random_resized_crop_box(h: int, w: int, rng: np.random.Generator, scale: tuple[float, float],
+                             ratio: tuple[float, float]) -> tuple[int, int, int, int]:
     """torchvision RandomResizedCrop.get_params, on a numpy Generator: (top, left, height, width)."""
     area = h * w
-    log_ratio = (math.log(RRC_RATIO[0]), math.log(RRC_RATIO[1]))
+    log_ratio = (math.log(ratio[0]), math.log(ratio[1]))
     for _ in range(10):
-        target = area * rng.uniform(*RRC_SCALE)
+        target = area * rng.uniform(*scale)
         aspect = math.exp(rng.uniform(*log_ratio))
         cw, ch = round(math.sqrt(target * aspect)), round(math.sqrt(target / aspect))
         if 0 < cw <= w and 0 < ch <= h:
             return int(rng.integers(0, h - ch + 1)), int(rng.integers(0, w - cw + 1)), ch, cw
     # fallback: central crop at the clamped aspect ratio
     in_ratio = w / h
-    if in_ratio < RRC_RATIO[0]:
-        cw, ch = w, round(w / RRC_RATIO[0])
-    elif in_ratio > RRC_RATIO[1]:
-        ch, cw = h, round(h * RRC_RATIO[1])
+    if in_ratio < ratio[0]:
+        cw, ch = w, round(w / ratio[0])
+    elif in_ratio > ratio[1]:
+        ch, cw = h, round(h * ratio[1])
     else:
         cw, ch = w, h
     return (h - ch) // 2, (w - cw) // 2, ch, cw
 
 
-def crop_and_normalize(resized: np.ndarray, train: bool = False,
+def crop_and_normalize(resized: np.ndarray, prep: Preprocessing, train: bool = False,
                        rng: np.random.Generator | None = None) -> np.ndarray:
-    """Short-side-256 RGB uint8 image -> float32 (3, 224, 224), ImageNet-normalised."""
+    """Short-side-resized RGB uint8 image -> float32 (3, S, S), S = prep.image_size, mean/std-normalised."""
     h, w = resized.shape[:2]
+    size = prep.image_size
     if train:
-        top, left, ch, cw = _random_resized_crop_box(h, w, rng if rng is not None else np.random.default_rng())
-        crop = cv2.resize(resized[top:top + ch, left:left + cw], (IMAGE_SIZE, IMAGE_SIZE),
-                          interpolation=cv2.INTER_LINEAR)
+        top, left, ch, cw = _random_resized_crop_box(h, w, rng if rng is not None else np.random.default_rng(),
+                                                     prep.train_crop_scale, prep.train_crop_ratio)
+        crop = cv2.resize(resized[top:top + ch, left:left + cw], (size, size), interpolation=cv2.INTER_LINEAR)
     else:
-        if min(h, w) < IMAGE_SIZE:
-            raise ValueError(f"image {w}x{h} is smaller than the {IMAGE_SIZE} crop; resize it first")
-        top, left = (h - IMAGE_SIZE) // 2, (w - IMAGE_SIZE) // 2
-        crop = resized[top:top + IMAGE_SIZE, left:left + IMAGE_SIZE]
+        if min(h, w) < size:
+            raise ValueError(f"image {w}x{h} is smaller than the {size} crop; resize it first")
+        top, left = (h - size) // 2, (w - size) // 2
+        crop = resized[top:top + size, left:left + size]
     x = crop.astype(np.float32) * (1.0 / 255.0)
-    x = (x - IMAGENET_MEAN) / IMAGENET_STD
-    return np.ascontiguousarray(x.transpose(2, 0, 1))  # (3, 224, 224)
+    x = (x - np.asarray(prep.mean, dtype=np.float32)) / np.asarray(prep.std, dtype=np.float32)
+    return np.ascontiguousarray(x.transpose(2, 0, 1))  # (3, S, S)
 
 
-def preprocess_rgb_frame(image_rgb: np.ndarray, train: bool = False,
+def preprocess_rgb_frame(image_rgb: np.ndarray, prep: Preprocessing, train: bool = False,
                          rng: np.random.Generator | None = None) -> np.ndarray:
-    """One RGB frame (HxWx3 uint8, RGB order) -> model input (3, 224, 224) float32."""
-    return crop_and_normalize(resize_short_side(image_rgb), train=train, rng=rng)
+    """One RGB frame (HxWx3 uint8, RGB order) -> model input (3, S, S) float32."""
+    return crop_and_normalize(resize_short_side(image_rgb, prep.resize_short), prep, train=train, rng=rng)
 
 
 # ----------------------------------------------------------------------------- skeleton
-@dataclass(frozen=True)
-class KeypointStats:
-    """Per-coordinate mean and std of valid joints (pixels of the reference frame)."""
-    mean: tuple[float, float]  # (mean x, mean y)
-    std: tuple[float, float]   # (std x, std y), floored at 1 pixel
-
-    def to_dict(self) -> dict:
-        return {"mean": list(self.mean), "std": list(self.std)}
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "KeypointStats":
-        return cls(tuple(float(v) for v in d["mean"]), tuple(float(v) for v in d["std"]))
-
-    @classmethod
-    def identity(cls, reference_size: tuple[int, int] = REFERENCE_SIZE) -> "KeypointStats":
-        """Center of the reference frame and a quarter of its size: a sane default before fitting."""
-        w, h = reference_size
-        return cls((w / 2, h / 2), (w / 4, h / 4))
-
-
-def mask_keypoints(kp: np.ndarray, threshold: float = CONF_THRESHOLD) -> np.ndarray:
+def mask_keypoints(kp: np.ndarray, threshold: float) -> np.ndarray:
     """Zero joints with confidence < threshold or non-finite values. kp: (..., 25, 3)."""
     kp = np.asarray(kp, dtype=np.float32)
     if kp.shape[-2:] != (NUM_JOINTS, 3):
@@ -143,23 +124,23 @@ def mask_keypoints(kp: np.ndarray, threshold: float = CONF_THRESHOLD) -> np.ndar
     return out
 
 
-def rescale_keypoints(kp: np.ndarray, source_size: tuple[int, int],
-                      reference_size: tuple[int, int] = REFERENCE_SIZE) -> np.ndarray:
-    """Pixels of a (w, h) source frame -> pixels of the reference frame; masks missing joints."""
+def rescale_keypoints(kp: np.ndarray, source_size: tuple[int, int], prep: Preprocessing) -> np.ndarray:
+    """Pixels of a (w, h) source frame -> pixels of prep's reference frame; masks missing joints."""
     sw, sh = source_size
     if sw <= 0 or sh <= 0:
         raise ValueError(f"source frame size must be positive, got {source_size}")
-    kp = mask_keypoints(kp)
-    scale = np.array([reference_size[0] / sw, reference_size[1] / sh, 1.0], dtype=np.float32)
+    kp = mask_keypoints(kp, prep.conf_threshold)
+    rw, rh = prep.reference_size
+    scale = np.array([rw / sw, rh / sh, 1.0], dtype=np.float32)
     return kp * scale  # zeros stay zeros
 
 
-def compute_keypoint_stats(clips_ref: list[np.ndarray]) -> KeypointStats:
+def compute_keypoint_stats(clips_ref: list[np.ndarray], threshold: float) -> KeypointStats:
     """Mean/std of x and y over every valid joint of the training split (reference pixels)."""
     xs, ys = [], []
     for kp in clips_ref:
         kp = np.asarray(kp).reshape(-1, 3)
-        valid = kp[:, 2] >= CONF_THRESHOLD
+        valid = kp[:, 2] >= threshold
         xs.append(kp[valid, 0])
         ys.append(kp[valid, 1])
     x, y = np.concatenate(xs) if xs else np.zeros(0), np.concatenate(ys) if ys else np.zeros(0)
@@ -169,13 +150,15 @@ def compute_keypoint_stats(clips_ref: list[np.ndarray]) -> KeypointStats:
                          (max(float(x.std()), 1.0), max(float(y.std()), 1.0)))
 
 
-def preprocess_skeleton(kp_ref: np.ndarray, stats: KeypointStats) -> np.ndarray:
+def preprocess_skeleton(kp_ref: np.ndarray, prep: Preprocessing) -> np.ndarray:
     """(T, 25, 3) keypoints in reference pixels -> model input (3, T, 25) float32.
 
-    x and y are normalised; joints below the confidence threshold (and every joint of an
-    all-missing frame) are zero in all three channels, so confidence doubles as the mask.
+    x and y are normalised by ``prep.keypoint_stats``; joints below the confidence threshold
+    (and every joint of an all-missing frame) are zero in all three channels, so confidence
+    doubles as the mask.
     """
-    kp = mask_keypoints(kp_ref)                        # (T, 25, 3)
+    stats = prep.keypoint_stats
+    kp = mask_keypoints(kp_ref, prep.conf_threshold)   # (T, 25, 3)
     valid = kp[..., 2:3] > 0                            # (T, 25, 1)
     mean = np.array([*stats.mean, 0.0], dtype=np.float32)
     std = np.array([*stats.std, 1.0], dtype=np.float32)

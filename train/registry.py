@@ -11,6 +11,8 @@ import os
 import time
 from pathlib import Path
 
+from .atomic import atomic_write_json
+
 
 def mgr_home() -> Path:
     return Path(os.environ.get("MGR_HOME") or Path.home() / ".cache" / "mgr")
@@ -23,10 +25,7 @@ def _latest_file() -> Path:
 def record_model(path: str | os.PathLike, kind: str) -> None:
     """Remember ``path`` as the newest model (``kind``: "train", "demo", "export", ...)."""
     f = _latest_file()
-    f.parent.mkdir(parents=True, exist_ok=True)
-    tmp = f.with_name(f".{f.name}.{os.getpid()}.tmp")   # unique: several processes may record at once
-    tmp.write_text(json.dumps({"path": str(Path(path).resolve()), "kind": kind, "time": time.time()}))
-    os.replace(tmp, f)
+    atomic_write_json(f, {"path": str(Path(path).resolve()), "kind": kind, "time": time.time()})
 
 
 def latest_model() -> Path | None:

@@ -6,6 +6,8 @@ import json
 import os
 from pathlib import Path
 
+from .atomic import atomic_write_text
+
 
 def read_run(run: str | os.PathLike) -> dict:
     """A run folder's log rows, final test evaluation (if any) and metadata summary."""
@@ -158,7 +160,4 @@ def write_html(runs: list[dict], out: str | os.PathLike) -> Path:
         if env.exists():
             parts.append(f"<h3>environment</h3><pre>{html.escape(env.read_text())}</pre>")
     parts.append("</body></html>")
-    tmp = out.with_name(f".{out.name}.tmp")
-    tmp.write_text("\n".join(parts))
-    os.replace(tmp, out)
-    return out
+    return atomic_write_text(out, "\n".join(parts))

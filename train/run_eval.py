@@ -10,7 +10,6 @@ from torch.utils.data import DataLoader
 from .checkpoint import load_model
 from .data import ClipDataset, DatasetConfig, scan_dataset
 from .evaluate import compute_metrics, plot_confusion, predict_loader, write_json
-from .preprocess import KeypointStats
 from .split import load_split, random_split, select
 
 
@@ -50,24 +49,22 @@ def evaluate_checkpoint(checkpoint: str, data_root: str, part: str = "test", out
     elif split_file or sf.exists():
         clips, split_source = select(index.clips, load_split(sf), part), str(sf)
     elif new_split:
-        split = random_split(index.clips, int(meta["train_config"].get("seed", 0)))
+        split = random_split(index.clips, int(meta.train_config.get("seed", 0)))
         clips, split_source = select(index.clips, split, part), "new random split (no split file given)"
     else:
         raise ValueError(f"split file {sf} is missing, so the {part} clips of this run are unknown. Pass the run's "
                          "split with --split-file RUN/split.json, or --new-split to make a new seeded random split "
                          "(its test part may hold clips the model was trained on)")
-    stats = KeypointStats.from_dict(meta["keypoint_stats"])
-    ds = ClipDataset(clips, DatasetConfig(model.uses_rgb, model.uses_skeleton, False, stats,
-                                          tuple(meta["reference_size"]), num_frames=int(meta["num_frames"])))
+    ds = ClipDataset(clips, DatasetConfig(model.uses_rgb, model.uses_skeleton, False, meta.preprocessing))
     loader = DataLoader(ds, batch_size=batch_size, num_workers=workers, pin_memory=dev.type == "cuda")
     t0 = time.perf_counter()
     logits, labels, loss = predict_loader(model, loader, dev)
-    metrics = compute_metrics(logits, labels, meta["class_names"])
+    metrics = compute_metrics(logits, labels, list(meta.class_names))
     metrics.update({"loss": loss, "part": part, "split_source": split_source, "checkpoint": str(checkpoint),
-                    "modality": meta["modality"], "eval_seconds": time.perf_counter() - t0,
+                    "modality": meta.modality, "eval_seconds": time.perf_counter() - t0,
                     "data": str(data_root)})
     out_dir = Path(out) if out else Path(checkpoint).parent
     write_json(metrics, out_dir / f"eval_{part}.json")
-    plot_confusion(metrics, meta["class_names"], out_dir / f"confusion_{part}.png",
-                   f"{meta['modality']} on {part} ({metrics['clips']} clips)")
+    plot_confusion(metrics, list(meta.class_names), out_dir / f"confusion_{part}.png",
+                   f"{meta.modality} on {part} ({metrics['clips']} clips)")
     return metrics

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .atomic import atomic_write_json
 from .data import ClipRecord
 
 SPLITS = ("random", "cross-subject")
@@ -86,12 +87,7 @@ def cross_subject_split(clips: list[ClipRecord], protocol: str | os.PathLike | N
 
 
 def save_split(split: dict, path: str | os.PathLike) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(split))
-    os.replace(tmp, path)
-    return path
+    return atomic_write_json(path, split)
 
 
 def load_split(path: str | os.PathLike) -> dict:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import logging
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -16,7 +18,7 @@ from mgr.engines.export import OnnxExportConfig, export_checkpoint
 from mgr.train.checkpoint import build_metadata, save_checkpoint
 from mgr.train.classes import class_names
 from mgr.train.model import FusionConfig, MicroGestureNet
-from mgr.train.preprocess import REFERENCE_SIZE, KeypointStats
+from mgr.train.preprocess import DEFAULT
 
 MODALITIES = ("fusion", "rgb", "skeleton")
 T = 4
@@ -41,9 +43,9 @@ def make_model(modality: str, seed: int = 0) -> MicroGestureNet:
 
 def write_checkpoint(path, modality: str, seed: int = 0, **meta_overrides) -> str:
     model = make_model(modality, seed)
-    meta = build_metadata(model.cfg, class_names(), REFERENCE_SIZE, KeypointStats.identity(),
+    meta = build_metadata(model.cfg, class_names(), DEFAULT,
                           train_config={"seed": 0})
-    meta.update(meta_overrides)
+    meta = dataclasses.replace(meta, **meta_overrides)
     save_checkpoint(path, model, meta)
     return str(path)
 

@@ -40,16 +40,16 @@ def test_export_onnx_cli_writes_the_set_and_reports_parity(app, tmp_path, checkp
 ])
 def test_export_onnx_cli_errors(app, tmp_path, checkpoints, args, words):
     result = CliRunner().invoke(app, ["export-onnx", checkpoints["skeleton"], "--out", str(tmp_path / "s.onnx"), *args])
-    assert result.exit_code == 1 and words in flat(result.output)
+    assert result.exit_code == 2 and words in flat(result.stderr) and "error:" in result.stderr   # user error
     assert list(tmp_path.iterdir()) == []
 
 
 def test_export_onnx_cli_missing_folder_and_bad_checkpoint(app, tmp_path, checkpoints):
     r = CliRunner().invoke(app, ["export-onnx", checkpoints["skeleton"], "--out", str(tmp_path / "no" / "s.onnx")])
-    assert r.exit_code == 1 and "does not exist" in flat(r.output)
+    assert r.exit_code == 2 and "does not exist" in flat(r.stderr)
     (tmp_path / "bad.pt").write_bytes(b"garbage")
     r = CliRunner().invoke(app, ["export-onnx", str(tmp_path / "bad.pt"), "--out", str(tmp_path / "s.onnx")])
-    assert r.exit_code == 1 and "bad.pt" in flat(r.output) and "not a readable checkpoint" in flat(r.output)
+    assert r.exit_code == 2 and "bad.pt" in flat(r.stderr) and "not a readable checkpoint" in flat(r.stderr)
 
 
 def test_int8_export_calibrated_on_a_dataset_folder(app, tmp_path, checkpoints, synth_data):

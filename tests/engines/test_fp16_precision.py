@@ -24,7 +24,7 @@ def test_fp16_graphs_hold_half_weights_and_keep_float32_io(fp16_set):
         assert all(i.type.tensor_type.elem_type == TensorProto.FLOAT for i in model.graph.input)
         assert all(o.type.tensor_type.elem_type == TensorProto.FLOAT for o in model.graph.output)
         meta, info = read_metadata(path)
-        assert info.precision == "fp16" and meta["modality"] == "fusion"
+        assert info.precision == "fp16" and meta.modality == "fusion"
         assert info.graphs == fp16_set.names()
 
 

@@ -144,4 +144,7 @@ def test_metadata_is_json_per_key(onnx_sets):
     assert json.loads(props["mgr.modality"]) == "rgb"
     assert json.loads(props["mgr.graph"]) == "encoder"
     assert len(json.loads(props["mgr.class_names"])) == 32
-    assert np.isfinite(json.loads(props["mgr.keypoint_stats"])["std"]).all()
+    prep = json.loads(props["mgr.preprocessing"])              # every preprocessing number, as one JSON object
+    assert np.isfinite(prep["keypoint_stats"]["std"]).all()
+    assert (prep["image_size"], prep["resize_short"], prep["num_frames"]) == (224, 256, 4)
+    assert "mgr.keypoint_stats" not in props and "mgr.num_frames" not in props

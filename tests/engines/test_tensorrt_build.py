@@ -133,7 +133,7 @@ def test_missing_tensorrt_fails_at_once_with_install_hint(tmp_path, checkpoints,
     app.add_typer(bench, name="bench")
     engines_cli.register(app, bench)
     result = CliRunner().invoke(app, ["export-trt", checkpoints["skeleton"], "--out", str(tmp_path / "m.engine")])
-    assert result.exit_code == 1 and "mgr[trt]" in result.output
+    assert result.exit_code == 2 and "mgr[trt]" in result.stderr
     assert list(tmp_path.iterdir()) == []
 
 

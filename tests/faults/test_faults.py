@@ -15,8 +15,6 @@ import torch
 
 from mgr.train.checkpoint import read_checkpoint
 
-REPO = Path(__file__).resolve().parents[2]
-POSE = REPO.parent / "shared" / "models" / "blazepose_full.task"
 MGR = str(Path(sys.executable).with_name("mgr"))
 
 
@@ -60,17 +58,17 @@ def test_sigkill_mid_epoch_then_resume_ends_where_an_uninterrupted_run_ends(synt
         torch.testing.assert_close(a[k], b[k], rtol=0, atol=1e-6, msg=k)
     rows = [json.loads(x) for x in (tmp_path / "cut" / "log.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in rows] == list(range(EPOCHS))            # no hole, no duplicate
-    best_a = read_checkpoint(tmp_path / "full" / "best.pt")["metadata"]["metrics"]["epoch"]
-    assert read_checkpoint(tmp_path / "cut" / "best.pt")["metadata"]["metrics"]["epoch"] == best_a
+    best_a = read_checkpoint(tmp_path / "full" / "best.pt")["metadata"].metrics["epoch"]
+    assert read_checkpoint(tmp_path / "cut" / "best.pt")["metadata"].metrics["epoch"] == best_a
 
 
 def _onnx_set(tmp_path, modality="skeleton"):
     from mgr.engines.export import export_model
     from mgr.train.checkpoint import build_metadata
     from mgr.train.model import FusionConfig, MicroGestureNet
-    from mgr.train.preprocess import KeypointStats
+    from mgr.train.preprocess import DEFAULT
     net = MicroGestureNet(FusionConfig(modality=modality)).eval()
-    meta = build_metadata(net.cfg, [f"c{i}" for i in range(32)], (320, 176), KeypointStats.identity())
+    meta = build_metadata(net.cfg, [f"c{i}" for i in range(32)], DEFAULT)
     return export_model(net, meta, tmp_path / "model.onnx")
 
 
@@ -81,7 +79,7 @@ def fusion_set(tmp_path_factory):
 
 @pytest.mark.parametrize("role", ["clip", "encoder", "head"])
 @pytest.mark.parametrize("damage", ["flip", "truncate"])
-def test_damaged_onnx_graph_is_a_clear_error_naming_it(tmp_path, fusion_set, role, damage):
+def test_damaged_onnx_graph_is_a_clear_error_naming_it(tmp_path, fusion_set, role, damage, pose_model):
     import shutil
     from mgr.engines.artifacts import ArtifactError
     from mgr.engines.backends import load_backend
@@ -99,7 +97,7 @@ def test_damaged_onnx_graph_is_a_clear_error_naming_it(tmp_path, fusion_set, rol
     with pytest.raises(ArtifactError, match=target.name):
         load_backend(tmp_path / "model.onnx")
     video = _avi(tmp_path / "in.avi", frames=5)
-    proc = _replay(video, tmp_path / "out.mp4", tmp_path / "p.jsonl", tmp_path / "model.onnx", tmp_path)
+    proc = _replay(video, tmp_path / "out.mp4", tmp_path / "p.jsonl", tmp_path / "model.onnx", tmp_path, pose_model)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr and str(target) in proc.stderr + proc.stdout
 
 
@@ -137,22 +135,22 @@ def _avi(path, frames=60, size=(320, 240)):
 def skel_ckpt(tmp_path_factory):
     from mgr.train.checkpoint import build_metadata, save_checkpoint
     from mgr.train.model import FusionConfig, MicroGestureNet
-    from mgr.train.preprocess import KeypointStats
+    from mgr.train.preprocess import DEFAULT
     net = MicroGestureNet(FusionConfig(modality="skeleton"))
-    meta = build_metadata(net.cfg, [f"c{i}" for i in range(32)], (320, 176), KeypointStats.identity())
+    meta = build_metadata(net.cfg, [f"c{i}" for i in range(32)], DEFAULT)
     return save_checkpoint(tmp_path_factory.mktemp("ck") / "skel.pt", net, meta)
 
 
-def _replay(video, out, jsonl, model, tmp_path):
+def _replay(video, out, jsonl, model, tmp_path, pose):
     return subprocess.run([MGR, "replay", str(video), "--out", str(out), "--jsonl", str(jsonl), "--model", str(model),
-                           "--pose-model", str(POSE)], env=_env(tmp_path), capture_output=True, text=True, timeout=600)
+                           "--pose-model", str(pose)], env=_env(tmp_path), capture_output=True, text=True, timeout=600)
 
 
-def test_truncated_video_replays_what_is_there_and_counts_lost_frames(tmp_path, skel_ckpt):
+def test_truncated_video_replays_what_is_there_and_counts_lost_frames(tmp_path, skel_ckpt, pose_model):
     video = _avi(tmp_path / "in.avi")
     data = video.read_bytes()
     video.write_bytes(data[: int(len(data) * 0.6)])         # cut mid-file
-    proc = _replay(video, tmp_path / "out.mp4", tmp_path / "p.jsonl", skel_ckpt, tmp_path)
+    proc = _replay(video, tmp_path / "out.mp4", tmp_path / "p.jsonl", skel_ckpt, tmp_path, pose_model)
     assert proc.returncode == 0, proc.stderr[-2000:]
     cap = cv2.VideoCapture(str(tmp_path / "out.mp4"))
     n = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
@@ -162,34 +160,34 @@ def test_truncated_video_replays_what_is_there_and_counts_lost_frames(tmp_path, 
     assert "frames lost" in proc.stderr + proc.stdout
 
 
-def test_jsonl_on_a_full_disk_is_a_clear_error_with_no_partial_video(tmp_path, skel_ckpt):
+def test_jsonl_on_a_full_disk_is_a_clear_error_with_no_partial_video(tmp_path, skel_ckpt, pose_model):
     if not Path("/dev/full").exists():
         pytest.skip("no /dev/full on this system")
     video = _avi(tmp_path / "in.avi", frames=20)
-    proc = _replay(video, tmp_path / "out.mp4", "/dev/full", skel_ckpt, tmp_path)
+    proc = _replay(video, tmp_path / "out.mp4", "/dev/full", skel_ckpt, tmp_path, pose_model)
     assert proc.returncode != 0
     assert "No space left" in proc.stderr + proc.stdout and "Traceback" not in proc.stderr
     assert not (tmp_path / "out.mp4").exists() or cv2.VideoCapture(str(tmp_path / "out.mp4")).read()[0]
     assert not list(tmp_path.glob(".*partial*"))
 
 
-def test_unwritable_video_output_is_a_clear_error(tmp_path, skel_ckpt):
+def test_unwritable_video_output_is_a_clear_error(tmp_path, skel_ckpt, pose_model):
     video = _avi(tmp_path / "in.avi", frames=10)
     blocker = tmp_path / "notadir"
     blocker.write_text("a file where the output folder should be")
-    proc = _replay(video, blocker / "out.mp4", tmp_path / "p.jsonl", skel_ckpt, tmp_path)
+    proc = _replay(video, blocker / "out.mp4", tmp_path / "p.jsonl", skel_ckpt, tmp_path, pose_model)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "notadir" in proc.stderr + proc.stdout
 
 
 @pytest.mark.parametrize("command", ["live", "replay"])
-def test_sigint_finalises_the_mp4_and_leaves_whole_jsonl_lines(tmp_path, skel_ckpt, command):
+def test_sigint_finalises_the_mp4_and_leaves_whole_jsonl_lines(tmp_path, skel_ckpt, command, pose_model):
     frames = 600          # 40 s at 15 fps; replay takes several seconds even at 100 fps: still running when interrupted
     video = _avi(tmp_path / "in.avi", frames=frames)
     out, jsonl = tmp_path / "out.mp4", tmp_path / "p.jsonl"
     args = ([MGR, "live", "--video", str(video), "--headless", "--save", str(out)] if command == "live"
             else [MGR, "replay", str(video), "--out", str(out)])
-    proc = subprocess.Popen(args + ["--jsonl", str(jsonl), "--model", str(skel_ckpt), "--pose-model", str(POSE)],
+    proc = subprocess.Popen(args + ["--jsonl", str(jsonl), "--model", str(skel_ckpt), "--pose-model", str(pose_model)],
                             env=_env(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 120
     while time.time() < deadline and proc.poll() is None:

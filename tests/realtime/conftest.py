@@ -1,7 +1,7 @@
-"""Fixtures of the realtime tests: the real pose model from ../shared, fakes, generated videos.
+"""Fixtures of the realtime tests: the real photo from tests/data, fakes, generated videos.
 
-No network: MGR_POSE_MODEL points at ../shared/models/blazepose_full.task (computed from
-the repository, as CI clones it with shared beside it) and MGR_HOME at a temp folder.
+No network: MGR_POSE_MODEL is the model given to the run (``pose_model`` in tests/conftest.py),
+or a path that is not there when none was given, and MGR_HOME is a temp folder.
 """
 from __future__ import annotations
 
@@ -14,30 +14,19 @@ import pytest
 from mgr.train.classes import class_names
 from rt_helpers import FakeBackend, pan_zoom_frames, write_video
 
-REPO = Path(__file__).resolve().parents[2]
-SHARED = REPO.parent / "shared"
-POSE_MODEL = SHARED / "models" / "blazepose_full.task"
-ASTRONAUT = SHARED / "data" / "astronaut.png"
-
 
 @pytest.fixture(autouse=True)
-def _no_network_env(monkeypatch, tmp_path_factory):
-    monkeypatch.setenv("MGR_POSE_MODEL", str(POSE_MODEL))
+def _no_network_env(monkeypatch, tmp_path_factory, pose_model_env):
+    monkeypatch.setenv("MGR_POSE_MODEL", pose_model_env)
     monkeypatch.setenv("MGR_HOME", str(tmp_path_factory.getbasetemp() / "mgr_home"))
 
 
 @pytest.fixture(scope="session")
-def pose_model() -> Path:
-    if not POSE_MODEL.is_file():
-        pytest.fail(f"{POSE_MODEL} missing: the tests need ../shared beside the repo")
-    return POSE_MODEL
-
-
-@pytest.fixture(scope="session")
-def astronaut_bgr() -> np.ndarray:
-    image = cv2.imread(str(ASTRONAUT), cv2.IMREAD_COLOR)
+def astronaut_bgr(data_dir) -> np.ndarray:
+    path = data_dir / "astronaut.png"
+    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
     if image is None:
-        pytest.fail(f"{ASTRONAUT} missing or unreadable")
+        pytest.fail(f"{path} missing or unreadable")
     return image
 
 
@@ -61,10 +50,10 @@ def checkpoint_factory(tmp_path_factory):
             import torch
             from mgr.train.checkpoint import build_metadata, save_checkpoint
             from mgr.train.model import FusionConfig, MicroGestureNet
-            from mgr.train.preprocess import KeypointStats
+            from mgr.train.preprocess import DEFAULT
             torch.manual_seed(0)
             cfg = FusionConfig(modality=modality)
-            meta = build_metadata(cfg, class_names(), (320, 176), KeypointStats.identity(), clip_seconds=0.4)
+            meta = build_metadata(cfg, class_names(), DEFAULT, clip_seconds=0.4)
             path = tmp_path_factory.mktemp("models") / f"{modality}.pt"
             save_checkpoint(path, MicroGestureNet(cfg), meta)
             made[modality] = path

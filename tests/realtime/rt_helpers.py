@@ -7,6 +7,7 @@ import cv2
 import numpy as np
 
 from mgr.train.classes import class_names
+from mgr.train.metadata import ArtifactMetadata, KeypointStats, Preprocessing
 from mgr.train.layout import NUM_JOINTS
 
 
@@ -33,9 +34,10 @@ def write_video(path: Path, frames: list[np.ndarray], fps: float = 25.0) -> Path
     return path
 
 
-def fake_metadata(modality: str = "fusion", clip_seconds=None) -> dict:
-    return {"modality": modality, "num_frames": 4, "class_names": class_names(), "reference_size": [320, 176],
-            "keypoint_stats": {"mean": [160.0, 88.0], "std": [80.0, 44.0]}, "clip_seconds": clip_seconds}
+def fake_metadata(modality: str = "fusion", clip_seconds=None) -> ArtifactMetadata:
+    prep = Preprocessing(keypoint_stats=KeypointStats((160.0, 88.0), (80.0, 44.0)))
+    return ArtifactMetadata(modality=modality, class_names=tuple(class_names()), preprocessing=prep,
+                            model_config={"modality": modality, "num_frames": 4}, clip_seconds=clip_seconds)
 
 
 class FakeBackend:

@@ -7,7 +7,9 @@ import pytest
 from mgr.realtime.body25 import (MEDIAPIPE_TO_BODY25, center_crop_box, crop_frame, crop_to_frame,
                                  mediapipe_to_body25)
 from mgr.train.layout import JOINT_INDEX, JOINT_NAMES
-from mgr.train.preprocess import REFERENCE_SIZE, rescale_keypoints
+from mgr.train.preprocess import DEFAULT, rescale_keypoints
+
+REFERENCE_SIZE = DEFAULT.reference_size
 
 # DESIGN.md section 2, written out again on purpose: the test is the second reading of the table.
 SINGLE = {0: 0, 2: 12, 3: 14, 4: 16, 5: 11, 6: 13, 7: 15, 9: 24, 10: 26, 11: 28, 12: 23, 13: 25, 14: 27,
@@ -121,7 +123,7 @@ def test_framing_then_scaling_maps_crop_pixels_to_reference_uniformly():
     assert crop.shape == (352, 640, 3) and crop[0, 0, 0] == 255 and crop.flags["C_CONTIGUOUS"]
     lm = distinct_landmarks()
     kp_crop = mediapipe_to_body25(lm, *box.size)
-    kp_ref = rescale_keypoints(kp_crop, box.size, REFERENCE_SIZE)
+    kp_ref = rescale_keypoints(kp_crop, box.size, DEFAULT)
     np.testing.assert_allclose(kp_ref[0, :2], [lm[0, 0] * 320, lm[0, 1] * 176], rtol=1e-5)
     sx, sy = 320 / box.width, 176 / box.height
     assert sx == pytest.approx(sy, rel=0.01)   # no squashing once framed

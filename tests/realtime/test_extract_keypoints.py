@@ -103,12 +103,13 @@ def test_extract_video_keypoints_read_through_the_official_layout_reader(tmp_pat
                                      "298,1,0,0,0.2,5,4,1\n")
     run_extract(ExtractConfig(root, tmp_path / "kp", PoseConfig(pose_model), workers=1))
     from mgr.train.data import read_clip_keypoints
+    from mgr.train.preprocess import DEFAULT
     index = scan_dataset(root, tmp_path / "kp")
     assert len(index.clips) == 1
     clip = index.clips[0]
     paths = clip.keypoint_paths()
     assert len(paths) == 6 and all(Path(p).is_file() for p in paths), clip
-    kp = read_clip_keypoints(clip, range(6), (320, 176), source_size=(320, 180))
+    kp = read_clip_keypoints(clip, range(6), DEFAULT, source_size=(320, 180))
     assert (kp[:, 0, 2] > 0).sum() >= 5                                     # the nose, in most frames
 
 

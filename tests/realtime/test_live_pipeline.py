@@ -28,18 +28,18 @@ def run(recognizer, n, fps=10.0):
 
 # ----------------------------------------------------------------------------- pure parts
 def test_window_default_comes_from_metadata_else_the_imigue_median():
-    assert resolve_window(None, {"clip_seconds": None}) == DEFAULT_WINDOW_S == 1.6
-    assert resolve_window(None, {"clip_seconds": 2.4}) == 2.4
-    assert resolve_window(0.8, {"clip_seconds": 2.4}) == 0.8
+    assert resolve_window(None, None) == DEFAULT_WINDOW_S == 1.6
+    assert resolve_window(None, 2.4) == 2.4
+    assert resolve_window(0.8, 2.4) == 0.8
     with pytest.raises(ValueError, match="positive"):
-        resolve_window(0.0, {})
+        resolve_window(0.0, None)
 
 
 def test_targets_span_the_window_evenly_like_eval_sampling():
     np.testing.assert_allclose(target_times(10_000, 1.5, 4), [8500, 9000, 9500, 10_000])
     # the same positions sample_frame_indices picks in a 16-frame clip: 0, 5, 10, 15
     times = np.arange(16) * 100.0
-    assert select_window(times, 1500, 1.5, 4) == training_preprocess.sample_frame_indices(16).tolist()
+    assert select_window(times, 1500, 1.5, 4) == training_preprocess.sample_frame_indices(16, 4).tolist()
 
 
 def test_select_window_warms_up_until_the_window_is_covered():
@@ -139,9 +139,10 @@ def test_live_step_uses_the_training_preprocessing_not_a_copy(monkeypatch):
         calls["rgb"] += 1
         return training_preprocess.preprocess_rgb_frame(image, *a, **k)
 
-    def spy_skel(kp, stats):
+    def spy_skel(kp, prep):
         calls["skel"] += 1
-        return training_preprocess.preprocess_skeleton(kp, stats)
+        assert prep is rec.backend.metadata.preprocessing            # the artifact's numbers, not defaults
+        return training_preprocess.preprocess_skeleton(kp, prep)
     monkeypatch.setattr(pipeline, "preprocess_rgb_frame", spy_rgb)
     monkeypatch.setattr(pipeline, "preprocess_skeleton", spy_skel)
     rec = Recognizer(FakeBackend(), FakePose(), LiveConfig(window_s=0.6, cache_features=False))
@@ -150,7 +151,8 @@ def test_live_step_uses_the_training_preprocessing_not_a_copy(monkeypatch):
         rec.step(f)
     assert calls["rgb"] == 7 and calls["skel"] == 2                    # steps at frames 5 and 6
     crop = frame[-1].image[64:416, :, ::-1]                           # framing crop, BGR -> RGB
-    np.testing.assert_array_equal(rec.history.rgb[-1], training_preprocess.preprocess_rgb_frame(np.ascontiguousarray(crop)))
+    np.testing.assert_array_equal(rec.history.rgb[-1], training_preprocess.preprocess_rgb_frame(np.ascontiguousarray(crop),
+                                                                                          rec.backend.metadata.preprocessing))
 
 
 def test_no_second_copy_of_preprocessing_in_realtime():
@@ -158,3 +160,20 @@ def test_no_second_copy_of_preprocessing_in_realtime():
     for needle in ("0.485", "0.229", "IMAGENET_MEAN", "IMAGENET_STD", "RESIZE_SHORT"):
         assert needle not in src, f"realtime/ holds its own preprocessing ({needle})"
     assert "preprocess_rgb_frame" in inspect.getsource(pipeline)
+
+
+def test_the_step_takes_every_preprocessing_number_from_the_artifact():
+    # an artifact trained with other numbers: the live step must follow it, not the module defaults
+    from dataclasses import replace
+    backend = FakeBackend("fusion")
+    prep = replace(backend.metadata.preprocessing, resize_short=180, image_size=160, mean=(0.5, 0.5, 0.5),
+                   std=(0.25, 0.25, 0.25), conf_threshold=0.95)
+    backend.metadata = replace(backend.metadata, preprocessing=prep)
+    rec = Recognizer(backend, FakePose(), LiveConfig(window_s=10.0, cache_features=False))  # history only
+    frame = list(frames(7))
+    assert {rec.step(f).status for f in frame} == {"warming up"}
+    crop = np.ascontiguousarray(frame[-1].image[64:416, :, ::-1])
+    assert rec.history.rgb[-1].shape == (3, 160, 160)
+    np.testing.assert_array_equal(rec.history.rgb[-1], training_preprocess.preprocess_rgb_frame(crop, prep))
+    # FakePose's joints have confidence 0.9 < 0.95: the artifact's threshold masks them all
+    assert all((kp == 0).all() for kp in rec.history.skeleton)

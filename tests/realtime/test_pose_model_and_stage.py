@@ -64,9 +64,12 @@ def test_download_rejects_a_checksum_mismatch(tmp_path):
     assert posemodel.download_model(dest, src.as_uri(), sha256=good).read_bytes() == b"not the model"
 
 
-def test_shared_model_checksum_is_documented(pose_model):
-    # ../shared/README.md pins this file's sha256; the product's download pins the official one
-    assert posemodel.sha256_of(pose_model) == "e2aa467fd1ebaf47182fc66d906beedfb302b7f3b1ce706454d182844c3a1cc3"
+def test_the_given_pose_model_loads_in_both_modes(pose_model):
+    # Any pose landmarker .task given by MGR_POSE_MODEL will do (the official download, whose
+    # sha256 the product pins, or an offline build), so the test checks that it loads, not a checksum.
+    for mode in ("image", "video"):
+        with PoseEstimator(PoseConfig(pose_model, mode=mode)) as est:
+            assert est(np.full((96, 128, 3), 90, np.uint8), 0).shape[1:] == (33, 3)
 
 
 # ----------------------------------------------------------------------------- subject tracker

@@ -1,19 +1,15 @@
 """mgr doctor: each line OK or what to do; a missing pose model is a failure that says how to fix it."""
-from pathlib import Path
-
 from typer.testing import CliRunner
 
 from mgr.realtime.cli import app
 from mgr.realtime.doctor import run_checks
 
-POSE = Path(__file__).resolve().parents[2].parent / "shared" / "models" / "blazepose_full.task"
 
-
-def test_doctor_finds_the_pose_model_from_the_environment(monkeypatch, tmp_path):
-    monkeypatch.setenv("MGR_POSE_MODEL", str(POSE))
+def test_doctor_finds_the_pose_model_from_the_environment(monkeypatch, tmp_path, pose_model):
+    monkeypatch.setenv("MGR_POSE_MODEL", str(pose_model))
     monkeypatch.setenv("MGR_HOME", str(tmp_path))
     checks = {c.name: c for c in run_checks(camera_indices=1)}
-    assert checks["pose model"].ok and str(POSE) in checks["pose model"].detail
+    assert checks["pose model"].ok and str(pose_model) in checks["pose model"].detail
     assert checks["torch"].ok and checks["onnxruntime"].ok and "CPUExecutionProvider" in checks["onnxruntime"].detail
     assert checks["opencv"].ok and "opencv-contrib-python" in checks["opencv"].detail
     assert checks["cache"].ok and str(tmp_path) in checks["cache"].detail

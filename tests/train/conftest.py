@@ -4,20 +4,10 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
-SHARED = REPO.parent / "shared"
-
 
 @pytest.fixture(scope="session")
-def shared_dir() -> Path:
-    if not SHARED.is_dir():
-        pytest.fail(f"{SHARED} missing: the tests need ../shared beside the repo (real iMiGUE sample, labels)")
-    return SHARED
-
-
-@pytest.fixture(scope="session")
-def imigue_sample(shared_dir) -> Path:
-    return shared_dir / "data" / "imigue_sample"
+def imigue_sample(data_dir) -> Path:
+    return data_dir / "imigue_sample"          # real OpenPose JSON of three clips of video 298
 
 
 @pytest.fixture(scope="session")

@@ -1,6 +1,8 @@
 import json
 
 import cv2
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -9,7 +11,7 @@ from mgr.train.classes import class_names, index_from_official_id
 from mgr.train.data import (ClipDataset, DatasetConfig, DatasetError, detect_layout, fit_keypoint_stats,
                             read_clip_keypoints, scan_dataset)
 from mgr.train.keypoints_io import KeypointFileError, read_openpose_json, write_openpose_json
-from mgr.train.preprocess import KeypointStats
+from mgr.train.preprocess import DEFAULT, KeypointStats
 
 
 def _img(path, w=320, h=180, value=128):
@@ -37,8 +39,8 @@ def test_real_imigue_sample_official_layout(imigue_sample):
     assert sorted(c.label for c in idx.clips) == [3, 30, 31]      # classes 4, 31, 32 (coded 99)
     assert [c.num_frames for c in idx.clips] == [90, 34, 31]
     assert all(c.subject == 22 for c in idx.clips)
-    stats = fit_keypoint_stats(idx.clips)
-    ds = ClipDataset(idx.clips, DatasetConfig(False, True, False, stats))
+    stats = fit_keypoint_stats(idx.clips, DEFAULT)
+    ds = ClipDataset(idx.clips, DatasetConfig(False, True, False, replace(DEFAULT, keypoint_stats=stats)))
     for i in range(3):
         x = ds[i]["skeleton"].numpy()
         assert x.shape == (3, 4, 25) and np.isfinite(x).all()
@@ -48,7 +50,7 @@ def test_real_imigue_sample_official_layout(imigue_sample):
         assert (x[0][missing] == 0).all() and (x[1][missing] == 0).all()
         assert (conf[~missing] >= 0.1).all()
     # raw keypoints land inside the 320x176 reference frame
-    kp = read_clip_keypoints(idx.clips[0], [0, 10, 20, 30], (320, 176))
+    kp = read_clip_keypoints(idx.clips[0], [0, 10, 20, 30], DEFAULT)
     valid = kp[..., 2] > 0
     assert (kp[..., 0][valid] <= 320).all() and (kp[..., 1][valid] <= 176).all()
 
@@ -56,7 +58,7 @@ def test_real_imigue_sample_official_layout(imigue_sample):
 def test_rgb_needs_frames_in_official_layout_without_video(imigue_sample):
     idx = scan_dataset(imigue_sample)
     with pytest.raises(DatasetError, match="--modality skeleton"):
-        ClipDataset(idx.clips, DatasetConfig(True, True, False, KeypointStats.identity()))
+        ClipDataset(idx.clips, DatasetConfig(True, True, False, DEFAULT))
 
 
 def test_synthetic_image_level_layout(synth_data):
@@ -64,7 +66,7 @@ def test_synthetic_image_level_layout(synth_data):
     assert idx.layout == "image-level" and len(idx.clips) == 96 and not idx.problems
     assert set(idx.class_counts()) == set(range(32))
     assert "SYNTHETIC" in (synth_data / "README.md").read_text()
-    ds = ClipDataset(idx.clips[:2], DatasetConfig(True, True, True, fit_keypoint_stats(idx.clips)))
+    ds = ClipDataset(idx.clips[:2], DatasetConfig(True, True, True, replace(DEFAULT, keypoint_stats=fit_keypoint_stats(idx.clips, DEFAULT))))
     item = ds[0]
     assert item["rgb"].shape == (4, 3, 224, 224) and item["skeleton"].shape == (3, 4, 25)
 
@@ -87,7 +89,7 @@ def test_parallel_keypoint_tree(tmp_path):
     _img(tmp_path / "data" / "5" / "7.1.jpg", 640, 360)
     write_openpose_json(tmp_path / "kp" / "5" / "7.1_keypoints.json", [_kp((320.0, 180.0))])
     idx = scan_dataset(tmp_path / "data", tmp_path / "kp")
-    kp = read_clip_keypoints(idx.clips[0], [0], (320, 176))
+    kp = read_clip_keypoints(idx.clips[0], [0], DEFAULT)
     np.testing.assert_allclose(kp[0, 0], (160, 88, 0.9), rtol=1e-5)  # rescaled from 640x360
 
 
@@ -133,7 +135,7 @@ def test_broken_dataset_gives_clear_errors_and_check_data_finishes(tmp_path):
     assert len(rep.corrupt_keypoints) == 1 and "2.1_keypoints.json" in rep.corrupt_keypoints[0]
     idx = scan_dataset(root)
     stats = KeypointStats.identity()
-    ds = ClipDataset(idx.clips, DatasetConfig(True, True, False, stats))
+    ds = ClipDataset(idx.clips, DatasetConfig(True, True, False, replace(DEFAULT, keypoint_stats=stats)))
     by_id = {c.clip_id: i for i, c in enumerate(idx.clips)}
     one = ds[by_id["1/1"]]                         # 1 frame repeated, NaN joints -> all missing
     assert one["rgb"].shape == (4, 3, 224, 224) and (one["skeleton"] == 0).all()
@@ -145,8 +147,8 @@ def test_broken_dataset_gives_clear_errors_and_check_data_finishes(tmp_path):
 def test_frame_cache_returns_same_pixels(synth_data, tmp_path):
     idx = scan_dataset(synth_data)
     stats = KeypointStats.identity()
-    plain = ClipDataset(idx.clips[:3], DatasetConfig(True, False, False, stats))
-    cached = ClipDataset(idx.clips[:3], DatasetConfig(True, False, False, stats, cache_dir=str(tmp_path / "c")))
+    plain = ClipDataset(idx.clips[:3], DatasetConfig(True, False, False, replace(DEFAULT, keypoint_stats=stats)))
+    cached = ClipDataset(idx.clips[:3], DatasetConfig(True, False, False, replace(DEFAULT, keypoint_stats=stats), cache_dir=str(tmp_path / "c")))
     for i in range(3):
         a, b, c = plain[i]["rgb"], cached[i]["rgb"], cached[i]["rgb"]
         assert np.array_equal(a, b) and np.array_equal(b, c)
@@ -176,7 +178,7 @@ def test_keypoint_json_with_bad_values_is_corrupt_not_a_crash(tmp_path, kind, ca
     assert rep.frames_checked == 2 and len(rep.corrupt_keypoints) == 1
     assert "1.2_keypoints.json" in rep.corrupt_keypoints[0]
     idx = scan_dataset(root)
-    kp = read_clip_keypoints(idx.clips[0], [0, 1], (320, 176))        # training: warn, frame missing
+    kp = read_clip_keypoints(idx.clips[0], [0, 1], DEFAULT)        # training: warn, frame missing
     assert (kp[0, :8, 2] > 0).all() and not kp[1].any()
     assert any("1.2_keypoints.json" in r.getMessage() and r.levelname == "WARNING" for r in caplog.records)
 

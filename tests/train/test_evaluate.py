@@ -9,14 +9,14 @@ from mgr.train import cli as train_cli
 from mgr.train.checkpoint import build_metadata, save_checkpoint
 from mgr.train.data import scan_dataset
 from mgr.train.model import FusionConfig, MicroGestureNet
-from mgr.train.preprocess import KeypointStats
+from mgr.train.preprocess import DEFAULT
 from mgr.train.run_eval import evaluate_checkpoint
 from mgr.train.split import random_split, save_split
 
 
 def _checkpoint(run):
     net = MicroGestureNet(FusionConfig(modality="skeleton"))
-    meta = build_metadata(net.cfg, [f"c{i}" for i in range(32)], (320, 176), KeypointStats.identity(), {"seed": 0})
+    meta = build_metadata(net.cfg, [f"c{i}" for i in range(32)], DEFAULT, {"seed": 0})
     return save_checkpoint(run / "best.pt", net, meta)
 
 

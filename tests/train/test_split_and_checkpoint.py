@@ -8,14 +8,14 @@ from mgr.train.checkpoint import CheckpointError, build_metadata, load_model, re
 from mgr.train.data import ClipRecord, scan_dataset
 from mgr.train.evaluate import compute_metrics
 from mgr.train.model import FusionConfig, MicroGestureNet
-from mgr.train.preprocess import KeypointStats
+from mgr.train.preprocess import DEFAULT
 from mgr.train.split import cross_subject_split, load_split, random_split, save_split, select
 
 
-def test_cross_subject_split_matches_official_counts(shared_dir):
-    idx = scan_dataset(shared_dir / "data")          # the official label file, 18,498 clips
+def test_cross_subject_split_matches_official_counts(data_dir):
+    idx = scan_dataset(data_dir)                     # the official label file, 18,498 clips
     assert len(idx.clips) == 18498
-    s = cross_subject_split(idx.clips, shared_dir / "data" / "imigue_cross_subject.json")
+    s = cross_subject_split(idx.clips, data_dir / "imigue_cross_subject.json")
     assert len(s["train_all"]) == 13935 and len(s["test"]) == 4563
     assert set(s["train"]) | set(s["val"]) == set(s["train_all"]) and not set(s["val"]) & set(s["test"])
     test_labels = {c.label for c in select(idx.clips, s, "test")}
@@ -51,7 +51,7 @@ def test_metrics_mark_empty_classes():
 
 def _save(tmp_path, modality="skeleton"):
     net = MicroGestureNet(FusionConfig(modality=modality))
-    meta = build_metadata(net.cfg, [f"c{i}" for i in range(32)], (320, 176), KeypointStats.identity(),
+    meta = build_metadata(net.cfg, [f"c{i}" for i in range(32)], DEFAULT,
                           {"lr": 3e-4}, {"val_top1": 0.5}, 1.6)
     return save_checkpoint(tmp_path / "m.pt", net, meta), net
 
@@ -59,7 +59,7 @@ def _save(tmp_path, modality="skeleton"):
 def test_checkpoint_round_trip_is_plain_data(tmp_path):
     path, net = _save(tmp_path)
     model, meta = load_model(path)
-    assert meta["modality"] == "skeleton" and meta["reference_size"] == [320, 176]
+    assert meta.modality == "skeleton" and meta.reference_size == (320, 176) and meta.preprocessing == DEFAULT
     for k, v in net.state_dict().items():
         assert torch.equal(v, model.state_dict()[k])
     assert not list(tmp_path.glob(".*tmp")), "no temporary file left behind"
@@ -103,12 +103,12 @@ def test_garbage_file_is_called_corrupt_and_checkpoints_get_normal_permissions(t
     assert path.stat().st_mode & 0o777 == 0o666 & ~umask, "the mode any file the user writes gets, not 0600"
 
 
-def test_cross_subject_protocol_is_packaged_and_can_train_on_all_train_clips(shared_dir):
+def test_cross_subject_protocol_is_packaged_and_can_train_on_all_train_clips(data_dir):
     import json
     from mgr.train.split import load_protocol, packaged_protocol
-    shared = json.loads((shared_dir / "data" / "imigue_cross_subject.json").read_text())
-    assert load_protocol(packaged_protocol()) == (set(shared["train_subjects"]), set(shared["test_subjects"]))
-    idx = scan_dataset(shared_dir / "data")
+    official = json.loads((data_dir / "imigue_cross_subject.json").read_text())
+    assert load_protocol(packaged_protocol()) == (set(official["train_subjects"]), set(official["test_subjects"]))
+    idx = scan_dataset(data_dir)
     s = cross_subject_split(idx.clips)                               # no protocol path: the packaged one
     assert len(s["train"]) + len(s["val"]) == 13935 and len(s["val"]) > 1000 and len(s["test"]) == 4563
     full = cross_subject_split(idx.clips, val_fraction=0.0)          # published protocol: no validation

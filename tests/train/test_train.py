@@ -28,8 +28,8 @@ def test_real_sample_skeleton_step_has_finite_loss(imigue_sample, tmp_path):
     logged = json.loads((tmp_path / "run" / "log.jsonl").read_text().splitlines()[0])
     assert logged["train_top5"] == rows[0]["train_top5"]
     model, meta = load_model(tmp_path / "run" / "last.pt")
-    assert meta["clip_seconds"] == pytest.approx(34 / 25)          # median of 90, 34, 31 frames at 25 fps
-    assert meta["keypoint_stats"]["std"][0] > 1.0
+    assert meta.clip_seconds == pytest.approx(34 / 25)          # median of 90, 34, 31 frames at 25 fps
+    assert meta.keypoint_stats.std[0] > 1.0
 
 
 def test_resume_after_interruption_matches_uninterrupted_run(synth_data, tmp_path):
@@ -174,7 +174,7 @@ def test_cross_subject_with_packaged_protocol_and_no_validation(imigue_sample, t
     assert split["kind"] == "cross-subject" and len(split["train"]) == 3 and split["val"] == []  # subject 22: train
     assert all(r["train_clips"] == 3 and "val_top1" not in r for r in rows)
     assert result["best_epoch"] == 1 and result["best_val_top1"] is None
-    assert read_checkpoint(tmp_path / "run" / "best.pt")["metadata"]["metrics"]["epoch"] == 1   # best = last
+    assert read_checkpoint(tmp_path / "run" / "best.pt")["metadata"].metrics["epoch"] == 1   # best = last
     with pytest.raises(ValueError, match="cross-subject only"):
         fit(str(imigue_sample), tmp_path / "r2", TrainConfig(modality="skeleton", val_fraction=0.0, **CPU))
 
