@@ -17,6 +17,8 @@ from typing import Sequence
 
 import numpy as np
 
+from mgr.train.device import check_device as _check_device
+
 from .artifacts import FEATURE_DIM, NUM_JOINTS, SKELETON_CHANNELS, check_metadata, runtime_for
 
 DEVICES = ("cpu", "cuda")
@@ -97,9 +99,8 @@ class Backend(abc.ABC):
 
 
 def check_device(device: str) -> str:
-    if device not in DEVICES:
-        raise ValueError(f"unknown device {device!r}; choose one of {', '.join(DEVICES)}")
-    return device
+    """cpu or cuda (the runtimes take no auto and no index): train.device's one check and message."""
+    return _check_device(device, auto=False, indexed=False)
 
 
 def load_backend(path: str | os.PathLike, device: str = "cpu", threads: int | None = None) -> Backend:

@@ -10,38 +10,21 @@ import logging
 import os
 import tempfile
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
 
 import onnx
 import torch
 import torch.nn as nn
 
-from mgr.train.atomic import atomic_write
 from mgr.train.checkpoint import load_model
 from mgr.train.model import MicroGestureNet
 
 from .artifacts import DYNAMIC_BATCH, ArtifactSet, TensorSpec, artifact_set, graph_io, parse_batch
+from .export_config import OnnxExportConfig, check_out_folder, write_onnx
 from .onnx_meta import GraphInfo, set_metadata
 from mgr.train.metadata import ArtifactMetadata
 
 log = logging.getLogger(__name__)
-
-MIN_OPSET = 18                      # the export-based exporter emits opset 18 and up
-DEFAULT_OPSET = 18
-
-
-@dataclass(frozen=True)
-class OnnxExportConfig:
-    opset: int = DEFAULT_OPSET      # ONNX opset of every graph
-    batch: str = "dynamic"          # "1" (fixed batch) or "dynamic"
-
-    def __post_init__(self) -> None:
-        parse_batch(self.batch)
-        max_opset = onnx.defs.onnx_opset_version()
-        if not MIN_OPSET <= self.opset <= max_opset:
-            raise ValueError(f"opset {self.opset} not supported; choose {MIN_OPSET}..{max_opset}")
-
 
 class _Graph(nn.Module):
     """One exportable view of the model: ``role`` picks the method, inputs are positional."""
@@ -88,12 +71,6 @@ def trace_graph(model: MicroGestureNet, meta: ArtifactMetadata, role: str,
     return program.model_proto, info
 
 
-def write_onnx(model_proto: onnx.ModelProto, path: str | os.PathLike) -> Path:
-    """``onnx.checker`` then an atomic write (a crash never leaves a half-written file)."""
-    onnx.checker.check_model(model_proto)
-    return atomic_write(path, lambda tmp: onnx.save_model(model_proto, tmp))
-
-
 def export_model(model: MicroGestureNet, metadata: ArtifactMetadata, out: str | os.PathLike,
                  cfg: OnnxExportConfig = OnnxExportConfig()) -> ArtifactSet:
     """Write the graph set of ``model`` for ``--out out``; returns the paths written."""
@@ -114,14 +91,6 @@ def export_checkpoint(checkpoint: str | os.PathLike, out: str | os.PathLike,
     """``mgr export-onnx``: checkpoint file -> graph set (FP32)."""
     model, metadata = load_model(checkpoint)
     return export_model(model, metadata, out, cfg)
-
-
-def check_out_folder(out: str | os.PathLike) -> Path:
-    """An output path in a missing folder is an error, not a silently created tree."""
-    folder = Path(out).parent
-    if not folder.is_dir():
-        raise ValueError(f"output folder {folder} does not exist; create it first or choose another --out")
-    return folder
 
 
 def export_onnx(checkpoint: str | os.PathLike, out: str | os.PathLike, cfg: OnnxExportConfig = OnnxExportConfig(),

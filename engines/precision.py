@@ -36,7 +36,7 @@ def _autocast():
 
 def convert_fp16(src: str | os.PathLike, dst: str | os.PathLike, graphs: dict | None = None) -> Path:
     """One FP32 graph -> FP16 graph with FP32 I/O, metadata kept (precision "fp16")."""
-    from .export import write_onnx
+    from .export_config import write_onnx
 
     metadata, info = read_metadata(src)
     convert = _autocast()

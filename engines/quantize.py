@@ -120,7 +120,7 @@ def quantize_graph(src: Path, dst: Path, data: CalibrationData, cfg: QuantConfig
 def quantize_set(fp32: ArtifactSet, out: str | os.PathLike, data: CalibrationData,
                  cfg: QuantConfig = QuantConfig()) -> ArtifactSet:
     """FP32 graph set -> INT8 graph set at ``out`` (encoder and clip quantized, head copied)."""
-    from .export import write_onnx
+    from .export_config import write_onnx
 
     paths = artifact_set(out, fp32.encoder is not None)
     with tempfile.TemporaryDirectory(prefix="mgr-int8-") as tmp:

@@ -8,6 +8,7 @@ import numpy as np
 import torch
 
 from mgr.train.checkpoint import load_model
+from mgr.train.device import torch_device
 
 from .backends import Backend
 
@@ -20,12 +21,11 @@ class TorchBackend(Backend):
     def __init__(self, path: str | os.PathLike, device: str = "cpu", threads: int | None = None):
         model, metadata = load_model(path)
         super().__init__(metadata, path)
-        if device == "cuda" and not torch.cuda.is_available():
-            raise ValueError(f"device 'cuda' asked for {path}, but torch sees no CUDA GPU; use device 'cpu'")
+        dev = torch_device(device, auto=False, indexed=False)   # no CUDA: a ValueError saying to use cpu
         if threads is not None:
             # torch's thread pool is process-wide: this affects every torch call in the process
             torch.set_num_threads(threads)
-        self.device = torch.device(device)
+        self.device = dev
         self.model = model.to(self.device).eval()
 
     def _tensor(self, x: np.ndarray | None) -> torch.Tensor | None:

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from .artifacts import ArtifactError, ArtifactSet, artifact_set, siblings_from_names
-from .export import OnnxExportConfig, check_out_folder, export_checkpoint
+from .export_config import OnnxExportConfig, check_out_folder
 from .onnx_meta import read_metadata
 from mgr.train.metadata import ArtifactMetadata
 from .quantize import CalibrationData, QuantConfig, quantize_set
@@ -28,6 +28,7 @@ def fp32_onnx_set(source: str | os.PathLike, workdir: Path, export_cfg: OnnxExpo
     """The FP32 ONNX graph set of a checkpoint (exported into ``workdir``) or of an ONNX file."""
     source = Path(source)
     if source.suffix == ".pt":
+        from .export import export_checkpoint   # torch only for a checkpoint source
         return export_checkpoint(source, workdir / "model.onnx", export_cfg)
     if source.suffix != ".onnx":
         raise ValueError(f"{source}: export-trt takes a checkpoint (.pt) or an ONNX file (.onnx)")

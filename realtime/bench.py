@@ -19,8 +19,8 @@ from typing import Callable
 
 import cv2
 
-from .pipeline import LiveConfig, Recognizer
-from .runner import Outputs, RunSummary, run_live, run_replay
+from .pipeline import MODEL_STAGES, LiveConfig
+from .runner import Outputs, RunSummary, open_recognizer, run_live, run_replay
 from .sources import EmulatedCamera, LiveSource, VideoFileSource
 
 
@@ -36,7 +36,7 @@ class BenchLiveConfig:
 
 def step_cost_ms(summary: RunSummary) -> float:
     """Mean encode + head milliseconds per inference step."""
-    return sum(summary.stage_ms.get(k, {}).get("mean", 0.0) for k in ("encode", "head"))
+    return sum(summary.stage_ms.get(k, {}).get("mean", 0.0) for k in MODEL_STAGES)
 
 
 def _load_frames(video: Path, limit: int) -> list:
@@ -72,13 +72,10 @@ def run_bench_live(cfg: BenchLiveConfig, backend, make_pose: Callable[[], object
 
 
 def _measure(run: Callable, source, backend, make_pose, live_cfg: LiveConfig) -> dict:
-    pose = make_pose()
-    recognizer = Recognizer(backend, pose, live_cfg)
     try:
-        summary = run(recognizer)
+        with open_recognizer(backend, make_pose, cfg=live_cfg) as recognizer:
+            summary = run(recognizer)
     finally:
-        recognizer.close()
-        pose.close()
         source.close()
     out = summary.to_dict()
     out["step_ms"] = step_cost_ms(summary)

@@ -22,8 +22,8 @@ from mgr.train.clikit import JSON_OPT, POSE_MODEL_OPT, err, fail, out as stdout,
 from mgr.train.registry import latest_model
 
 from .extract import ExtractConfig, plan_extract, run_extract
-from .pipeline import LiveConfig
-from .pose import PoseConfig, PoseEstimator, PoseStage
+from .pipeline import STAGES, LiveConfig
+from .pose import PoseConfig
 from .posemodel import PoseModelError, resolve_pose_model
 from .sources import ImageFolderSource, SourceError, VideoFileSource, open_camera, open_stream
 
@@ -51,6 +51,16 @@ def _recognizer(model: Optional[Path], pose_model: Optional[Path], num_poses: in
     """Resolve the model and pose model as the CLI documents, then open the loop's Recognizer."""
     from .runner import open_recognizer
     return open_recognizer(_resolve_model(model), resolve_pose_model(pose_model), num_poses, threads, cfg)
+
+
+def _backend_and_pose(model: Optional[Path], pose_model: Optional[Path], num_poses: int, threads: int):
+    """For runs that open several Recognizers (bench, soak): one loaded backend, shared, and a factory
+    of fresh pose stages; each run hands both to runner.open_recognizer."""
+    from mgr.engines.backends import load_backend
+
+    from .runner import pose_stage_factory
+    backend = load_backend(_resolve_model(model), device="cpu", threads=threads)
+    return backend, pose_stage_factory(resolve_pose_model(pose_model), num_poses)
 
 
 def _print_summary(summary, title: str) -> None:
@@ -236,13 +246,10 @@ def bench_live(
     from .bench import BenchLiveConfig, run_bench_live
     with user_errors(*REALTIME_USER_ERRORS):
         VideoFileSource(video).close()       # a clear error before anything loads
-        from mgr.engines.backends import load_backend
-        backend = load_backend(_resolve_model(model), device="cpu", threads=threads)
-        pose_path = resolve_pose_model(pose_model)
+        backend, make_pose = _backend_and_pose(model, pose_model, num_poses, threads)
         cfg = BenchLiveConfig(video, camera_fps, inference_fps, seconds, window)
         with err.status("benchmarking: 3 replays (as shipped, cached serial, naive serial), then live ..."):
-            results = run_bench_live(cfg, backend, lambda: PoseStage(PoseEstimator(
-                PoseConfig(pose_path, mode="video", num_poses=num_poses))))
+            results = run_bench_live(cfg, backend, make_pose)
     _print_bench(results)
     if json_out is not None:
         json_out.parent.mkdir(parents=True, exist_ok=True)
@@ -255,14 +262,14 @@ def _print_bench(results: dict) -> None:
     table.add_column("run", no_wrap=True)
     table.add_column("fps", justify="right")
     table.add_column("steps/s", justify="right")
-    for stage in ("capture", "pose", "encode", "head", "draw"):
+    for stage in STAGES:
         table.add_column(f"{stage} p50/p95", justify="right")
     table.add_column("step ms", justify="right")
     table.add_column("latency p50/p95", justify="right")
     for name in ("replay", "replay_cached_serial", "replay_naive_serial", "live"):
         r = results[name]
         cells = [f"{r['stage_ms'][s]['p50']:.1f}/{r['stage_ms'][s]['p95']:.1f}" if r["stage_ms"].get(s) else "-"
-                 for s in ("capture", "pose", "encode", "head", "draw")]
+                 for s in STAGES]
         lat = r["latency_ms"]
         table.add_row(name, f"{r['display_fps']:.1f}", f"{r['inference_fps']:.1f}", *cells, f"{r['step_ms']:.1f}",
                       f"{lat['p50']:.0f}/{lat['p95']:.0f}" if lat else "-")
@@ -298,17 +305,14 @@ def bench_soak(
     with user_errors(*REALTIME_USER_ERRORS), tempfile.TemporaryDirectory(prefix="mgr-soak-") as tmp:
         if video is not None:
             VideoFileSource(video).close()   # a clear error before anything loads
-        from mgr.engines.backends import load_backend
-        backend = load_backend(_resolve_model(model), device="cpu", threads=threads)
-        pose_path = resolve_pose_model(pose_model)
+        backend, make_pose = _backend_and_pose(model, pose_model, num_poses, threads)
         if video is None:
             seconds = minutes * 60.0 if mode == "replay" else 20.0      # live loops only the first frames
             with err.status(f"generating a {seconds:g} s input video (once; cached) ..."):
                 video = soak_video(seconds)
         cfg = SoakConfig(video, out if out is not None else Path(tmp), mode, minutes, interval, inference_fps,
                          window, max_growth_mb, camera_fps)
-        result = _run_soak_with_progress(cfg, backend, lambda: PoseStage(PoseEstimator(
-            PoseConfig(pose_path, mode="video", num_poses=num_poses))), run_soak)
+        result = _run_soak_with_progress(cfg, backend, make_pose, run_soak)
         if out is None and result["outputs"]:
             result["outputs"]["kept"] = False
     _print_soak(result)

@@ -30,7 +30,11 @@ def check_python() -> Check:
 
 
 def check_torch() -> list[Check]:
-    import torch
+    try:
+        import torch
+    except ModuleNotFoundError:
+        return [Check("torch", None, "not installed: a runtime-only install (live, replay, ONNX models)",
+                      "to train, evaluate or export: pip install 'mgr[train]'")]
     out = [Check("torch", True, f"{torch.__version__}, {torch.get_num_threads()} threads")]
     if torch.cuda.is_available():
         names = ", ".join(torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count()))
@@ -106,12 +110,15 @@ def check_opencv(camera_indices: int) -> list[Check]:
 
 
 def check_cache() -> list[Check]:
-    import torch
     from mgr.train.registry import latest_model, mgr_home
     home = mgr_home()
     newest = latest_model()
     writable = os.access(home if home.exists() else home.parent, os.W_OK)
-    hub = torch.hub.get_dir()
+    try:
+        import torch
+        hub = torch.hub.get_dir()
+    except ModuleNotFoundError:
+        hub = "(torch not installed)"
     return [Check("cache", writable, f"{home} (MGR_HOME: pose model, newest model record); newest model: "
                                      f"{newest or 'none yet'}",
                   "" if writable else f"make {home} writable or set MGR_HOME"),

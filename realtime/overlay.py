@@ -13,10 +13,9 @@ import numpy as np
 from mgr.train.layout import EDGES, JOINT_NAMES
 
 from .body25 import FramingBox
-from .pipeline import Prediction
+from .pipeline import STAGES, Prediction
 
 FONT = cv2.FONT_HERSHEY_SIMPLEX
-STAGES = ("capture", "pose", "encode", "head", "draw")
 # BGR colours
 WHITE, GREY, BLACK = (255, 255, 255), (170, 170, 170), (0, 0, 0)
 STATUS_COLOURS = {"ok": (90, 220, 90), "uncertain": (0, 200, 255), "warming up": (255, 200, 0),

@@ -27,6 +27,12 @@ log = logging.getLogger(__name__)
 
 DEFAULT_WINDOW_S = 1.6   # median iMiGUE micro-gesture (1.57 s), DESIGN.md section 3
 STATUSES = ("ok", "uncertain", "warming up", "no person")
+# The loop's timed stages, in order: the inference step's (Prediction.ms keys) between the
+# frame's capture and its drawing. MODEL_STAGES are the model's share of a step (encode + head).
+STEP_STAGES = ("pose", "encode", "head")
+MODEL_STAGES = STEP_STAGES[1:]
+FRAME_STAGES = ("capture", "draw")       # timed per frame by the drivers, around the step
+STAGES = (FRAME_STAGES[0], *STEP_STAGES, FRAME_STAGES[1])
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ labels, never the picture.
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import threading
 import time
@@ -21,8 +22,8 @@ from typing import Callable
 import numpy as np
 
 from .outputs import JsonlSink, VideoSink, prediction_record
-from .overlay import STAGES, OverlayInfo, render
-from .pipeline import LiveConfig, Prediction, Recognizer
+from .overlay import OverlayInfo, render
+from .pipeline import FRAME_STAGES, STAGES, STEP_STAGES, LiveConfig, Prediction, Recognizer
 from .sources import Frame, LiveSource
 
 log = logging.getLogger(__name__)
@@ -93,7 +94,7 @@ class _Tally:
         self.steps += 1
         self.with_person += pred.keypoints is not None
         self.inference.tick()
-        for k in ("pose", "encode", "head"):
+        for k in STEP_STAGES:
             if k in pred.ms:
                 self.stage_ms[k].append(pred.ms[k])
             self.last_ms[k] = pred.ms.get(k, 0.0)
@@ -101,7 +102,7 @@ class _Tally:
     def add_frame(self, capture_ms: float, draw_ms: float) -> None:
         self.frames += 1
         self.display.tick()
-        for k, v in (("capture", capture_ms), ("draw", draw_ms)):
+        for k, v in zip(FRAME_STAGES, (capture_ms, draw_ms)):
             self.stage_ms[k].append(v)
             self.last_ms[k] = v
 
@@ -356,17 +357,33 @@ def _show_frame(frame: Frame, worker: InferenceWorker, seen: int, tally: _Tally,
     return seq
 
 
-@contextmanager
-def open_recognizer(model: Path, pose_model: Path, num_poses: int, threads: int, cfg: LiveConfig):
-    """The loop's Recognizer over an engines backend and a VIDEO-mode pose stage; closes both."""
-    from mgr.engines.backends import load_backend  # realtime -> engines, never upward
-
+def pose_stage_factory(pose_model: Path, num_poses: int = 1, mode: str = "video") -> Callable[[], object]:
+    """A factory of fresh pose stages over ``pose_model`` (each stage is closed by its user)."""
     from .pose import PoseConfig, PoseEstimator, PoseStage
 
-    backend = load_backend(model, device="cpu", threads=threads)
-    stage = PoseStage(PoseEstimator(PoseConfig(pose_model, mode="video", num_poses=num_poses)))
+    return lambda: PoseStage(PoseEstimator(PoseConfig(pose_model, mode=mode, num_poses=num_poses)))
+
+
+@contextmanager
+def open_recognizer(model, pose_model, num_poses: int = 1, threads: int | None = None,
+                    cfg: LiveConfig | None = None, *, device: str = "cpu", mode: str = "video"):
+    """The loop's Recognizer over an engines backend and a (VIDEO-mode) pose stage; closes what it opened.
+
+    ``model``: an artifact path (loaded here on ``device`` with ``threads``), or a loaded backend
+    (shared by the caller, e.g. over several runs: used as is). ``pose_model``: a pose .task path
+    (a stage of ``num_poses`` in ``mode`` is made here), or a factory of a pose stage. The pose
+    stage and the Recognizer are closed on exit (the Recognizer first).
+    """
+    if isinstance(model, (str, os.PathLike)):
+        from mgr.engines.backends import load_backend  # realtime -> engines, never upward
+
+        backend = load_backend(model, device=device, threads=threads)
+    else:
+        backend = model
+    make_pose = pose_model if callable(pose_model) else pose_stage_factory(pose_model, num_poses, mode)
+    stage = make_pose()
     try:
-        recognizer = Recognizer(backend, stage, cfg)
+        recognizer = Recognizer(backend, stage, cfg if cfg is not None else LiveConfig())
         try:
             yield recognizer
         finally:

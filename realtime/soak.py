@@ -32,7 +32,7 @@ import numpy as np
 from .bench import _load_frames
 from .outputs import JsonlSink, VideoSink
 from .pipeline import LiveConfig, Recognizer
-from .runner import Outputs, run_live, run_replay
+from .runner import Outputs, open_recognizer, run_live, run_replay
 from .sources import EmulatedCamera, LiveSource, VideoFileSource
 
 GENERATED_FPS = 15.0          # the generated video: demo_video's rate and 640x360 size
@@ -128,17 +128,10 @@ def run_soak(cfg: SoakConfig, backend, make_pose: Callable[[], object],
     """Run the soak; ``on_sample(sample)`` after every memory sample, ``on_frame(i)`` per replayed frame."""
     if cfg.mode not in MODES:
         raise ValueError(f"unknown soak mode {cfg.mode!r}: use one of {', '.join(MODES)}")
-    pose = make_pose()
-    try:
-        live_cfg = LiveConfig(window_s=cfg.window_s, inference_fps=cfg.inference_fps)
-        recognizer = Recognizer(backend, pose, live_cfg)
-        try:
-            run = _replay if cfg.mode == "replay" else _live
-            result = run(cfg, recognizer, live_cfg, on_sample or (lambda s: None), on_frame)
-        finally:
-            recognizer.close()
-    finally:
-        pose.close()
+    live_cfg = LiveConfig(window_s=cfg.window_s, inference_fps=cfg.inference_fps)
+    with open_recognizer(backend, make_pose, cfg=live_cfg) as recognizer:
+        run = _replay if cfg.mode == "replay" else _live
+        result = run(cfg, recognizer, live_cfg, on_sample or (lambda s: None), on_frame)
     result.update(mode=cfg.mode, video=str(cfg.video), inference_fps_asked=cfg.inference_fps,
                   interval_s=cfg.interval_s, history_frames=len(recognizer.history.times),
                   memory=memory_figures(result["samples"], cfg.max_growth_mb))

@@ -18,7 +18,7 @@ from typing import Callable, Protocol
 import cv2
 import numpy as np
 
-from mgr.train.data import natural_key  # one natural sort for datasets and image folders
+from mgr.train.naming import natural_key  # one natural sort for datasets and image folders
 
 log = logging.getLogger(__name__)
 

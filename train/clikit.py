@@ -36,6 +36,9 @@ USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, OSError)
 
 _state = {"debug": False}
 
+# What `pip install 'mgr[train]'` adds to the runtime install (training, evaluation, reports, ONNX export)
+TRAIN_EXTRA_MODULES = ("torch", "torchvision", "matplotlib", "onnxscript")
+
 
 def fail(message: str) -> typer.Exit:
     """Print ``error: message`` on stderr (never wrapped: paths stay whole) and return the exit to raise."""
@@ -61,6 +64,12 @@ def run(app: typer.Typer, args: Optional[list[str]] = None, prog_name: str = "mg
     """Run ``app`` the standard way (usage errors exit 2), turning an unexpected exception into exit 1."""
     try:
         app(args=args, prog_name=prog_name)
+    except ModuleNotFoundError as e:
+        if (e.name or "").split(".")[0] not in TRAIN_EXTRA_MODULES:
+            raise
+        fail(f"this command needs mgr's training extra ({e.name} is not installed in this runtime-only "
+             f"install): pip install 'mgr[train]'  (from a clone: pip install -e \".[train]\")")
+        sys.exit(USER_ERROR_EXIT)
     except Exception as e:   # noqa: BLE001 - the top of the program: nothing above to handle it
         if _state["debug"]:
             traceback.print_exception(type(e), e, e.__traceback__, file=sys.stderr)

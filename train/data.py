@@ -26,6 +26,7 @@ from PIL import Image
 
 from .atomic import atomic_write
 from .classes import index_from_official_id
+from .naming import natural_key  # noqa: F401 (re-exported: the readers' sort)
 from .keypoints_io import KEYPOINTS_SUFFIX, KeypointFileError, missing_skeleton, read_openpose_json
 from .preprocess import (KeypointStats, Preprocessing, compute_keypoint_stats, crop_and_normalize, preprocess_skeleton,
                          rescale_keypoints, resize_short_side, sample_frame_indices)
@@ -38,11 +39,6 @@ LAYOUTS = ("image-level", "clip-folders", "official")
 OFFICIAL_FRAME_SIZE = (1280, 720)   # iMiGUE videos; the size its OpenPose ran on
 OFFICIAL_FPS = 25.0
 _FRAME_RE = re.compile(r"^(?P<clip>.+)\.(?P<frame>\d+)$")
-
-
-def natural_key(path: Path) -> list:
-    """Sort "frame_2.jpg" before "frame_10.jpg" (a text sort scrambles frame order)."""
-    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", Path(path).name)]
 
 
 class DatasetError(ValueError):

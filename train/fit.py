@@ -28,6 +28,7 @@ from .atomic import atomic_write, atomic_write_json
 from .checkpoint import CheckpointError, build_metadata, read_checkpoint, save_checkpoint
 from .classes import NUM_CLASSES, class_names
 from .data import ClipDataset, DatasetConfig, fit_keypoint_stats, median_clip_seconds, scan_dataset
+from .device import torch_device
 from .evaluate import compute_metrics, forward_batch, predict_loader, topk_correct
 from .model import FusionConfig, MicroGestureNet, check_modality, load_imagenet_weights
 from .preprocess import DEFAULT as DEFAULT_PREPROCESSING, KeypointStats, Preprocessing
@@ -72,16 +73,8 @@ def _dist_info() -> tuple[int, int, int]:
 
 
 def _device(cfg: TrainConfig, local_rank: int) -> torch.device:
-    if cfg.device not in ("auto", "cpu", "cuda"):
-        raise ValueError(f"unknown device {cfg.device!r}; choose auto, cpu or cuda")
-    if cfg.device == "cuda" or (cfg.device == "auto" and torch.cuda.is_available()):
-        if not torch.cuda.is_available():
-            raise ValueError("--device cuda asked for, but no CUDA device is available")
-        if local_rank >= torch.cuda.device_count():
-            raise ValueError(f"LOCAL_RANK {local_rank} but only {torch.cuda.device_count()} CUDA devices are visible; "
-                             "start at most that many processes per node")
-        return torch.device("cuda", local_rank)
-    return torch.device("cpu")
+    """cpu, or cuda:LOCAL_RANK (no explicit index: under torchrun the rank picks it)."""
+    return torch_device(cfg.device, indexed=False, rank=local_rank)
 
 
 def validate_config(cfg: TrainConfig, world: int) -> None:

@@ -9,21 +9,14 @@ from torch.utils.data import DataLoader
 
 from .checkpoint import load_model
 from .data import ClipDataset, DatasetConfig, scan_dataset
+from .device import torch_device
 from .evaluate import compute_metrics, plot_confusion, predict_loader, write_json
 from .split import load_split, random_split, select
 
 
 def resolve_device(device: str) -> torch.device:
-    """``auto``: cuda when available, else cpu; otherwise a torch device name (cpu, cuda, cuda:1)."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except RuntimeError as e:
-        raise ValueError(f"unknown device {device!r}; choose auto, cpu or cuda[:N]") from e
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"--device {device} asked for, but no CUDA device is available")
-    return dev
+    """``auto``: cuda when available, else cpu; otherwise cpu, cuda or cuda:N (train.device)."""
+    return torch_device(device)
 
 
 def evaluate_checkpoint(checkpoint: str, data_root: str, part: str = "test", out: str | None = None,
