@@ -1,6 +1,6 @@
 """What an exported artifact is on disk: file naming, graph I/O contract, metadata checks.
 
-One export writes a *set* of graphs beside each other (DESIGN.md "Live feature caching"):
+One export writes a *set* of graphs beside each other (README "Architecture", live feature caching):
 
     model.onnx           whole-clip graph: rgb and/or skeleton -> logits (for tools that want one file)
     model.encoder.onnx   frame encoder: one RGB frame -> 512-d feature (absent for skeleton-only models)

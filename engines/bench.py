@@ -3,8 +3,8 @@
 Per artifact: p50/p95 latency of the frame encoder and of the clip head at batch 1,
 clips per second of the whole clip (encoder + head) at batch 8 and 32, and the live
 streaming step both ways: *naive* (encode all T frames again every step) and *cached*
-(encode the one new frame, reuse the T-1 cached features; DESIGN.md "Live feature
-caching"). Warm-up calls are never timed; each measurement stops after ``iters`` calls
+(encode the one new frame, reuse the T-1 cached features; README "Architecture",
+live feature caching). Warm-up calls are never timed; each measurement stops after ``iters`` calls
 or ``max_seconds``, whichever comes first (at least ``min_iters``).
 """
 from __future__ import annotations

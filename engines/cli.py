@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Optional
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from mgr.train.clikit import (JSON_OPT, device_option, err, fail, out as stdout, split_file_option, threads_option,
@@ -36,15 +37,15 @@ def _precision(fp16: bool, int8: bool) -> str:
 def _split_file(split_file: Optional[Path], models: list[Path]) -> Optional[Path]:
     """The run's split: --split-file, else the split.json beside a checkpoint (RUN/best.pt), else
     None (the seeded 60/20/20 split, which is the run's only for a --split random run on this data)."""
+    from mgr.train.split import resolve_split    # the one policy (train.split is torch-free)
     if split_file is not None:
         return split_file
-    for m in models:
-        beside = Path(m).parent / "split.json"
-        if Path(m).suffix == ".pt" and beside.is_file():
-            err.print(f"using the run's split {beside}")
-            return beside
-    err.print("[yellow]no --split-file and no split.json beside a checkpoint: using the seeded 60/20/20 "
-              "split, which is the run's own only for a --split random run on this same data[/]", soft_wrap=True)
+    beside = [Path(m).parent / "split.json" for m in models if Path(m).suffix == ".pt"]
+    split, source = resolve_split(None, beside, fallback="random")   # no clips: clip_data makes the split
+    if split is not None:
+        err.print(f"using the run's split {escape(source)}")
+        return Path(source)
+    err.print(f"[yellow]{escape(source)}[/]", soft_wrap=True)
     return None
 
 

@@ -18,7 +18,7 @@ import numpy as np
 from mgr.train.data import ClipDataset, DatasetConfig, scan_dataset
 from mgr.train.evaluate import compute_metrics
 from mgr.train.metadata import ArtifactMetadata
-from mgr.train.split import load_split, random_split, select
+from mgr.train.split import resolve_split, select
 
 from .backends import Backend
 from .quantize import Batch, CalibrationData
@@ -46,8 +46,9 @@ def _dataset(src: ClipSource, metadata: ArtifactMetadata) -> ClipDataset:
     if src.part == "all":
         clips = index.clips
     else:
-        split = (load_split(src.split_file) if src.split_file else
-                 random_split(index.clips, int(metadata.train_config.get("seed", 0))))
+        split, source = resolve_split(src.split_file, fallback="random", clips=index.clips,
+                                      seed=int(metadata.train_config.get("seed", 0)))
+        log.debug("split of %s: %s", src.root, source)
         clips = select(index.clips, split, src.part)
     if src.max_clips is not None and len(clips) > src.max_clips:
         keep = np.round(np.linspace(0, len(clips) - 1, src.max_clips)).astype(int)

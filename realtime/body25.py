@@ -1,6 +1,6 @@
 """MediaPipe Pose (33 landmarks) -> OpenPose Body_25, and the one framing step.
 
-The mapping is the table of DESIGN.md section 2, kept here as data. Left and right are the
+The mapping is the MediaPipe-to-Body_25 table of README "Architecture", kept here as data. Left and right are the
 subject's own on both sides, so no swap happens (a person facing the camera shows their
 right shoulder on the image's left in both formats).
 

@@ -111,7 +111,7 @@ WINDOW_OPT = typer.Option(None, "--window", help="Seconds the 4 sampled frames s
 SMOOTH_OPT = typer.Option(1, "--smooth", min=1, help="Average probabilities over the last K inference steps.")
 THRESH_OPT = typer.Option(0.2, "--threshold", min=0.0, max=1.0, help="Top-1 probability under which the label reads 'uncertain'.")
 # One runtime thread by default: pose (MediaPipe's own pool) and the model run back to back,
-# and a second spinning runtime thread slowed both on our 2-core machines (see realtime/README.md).
+# and a second spinning runtime thread slowed both on our 2-core machines (README "Live loop figures").
 THREADS_OPT = threads_option(1)
 MIRROR_OPT = typer.Option(False, "--mirror", help="Selfie view: flip the display (the model sees the unflipped frame).")
 JSONL_OPT = typer.Option(None, "--jsonl", help="Write one JSON line per inference step here.")

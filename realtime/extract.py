@@ -6,7 +6,7 @@ pixels of the image the pose ran on, as OpenPose writes them; training rescales 
 the reference frame like any OpenPose file. One person per file: the subject the live loop
 would follow (the largest). A frame without a person gets a file with no people.
 
-Images (layouts 1 and 2 of DESIGN.md section 3, any depth) run in IMAGE mode: frames of
+Images (layouts 1 and 2 of README "Data layouts", any depth) run in IMAGE mode: frames of
 those sets are sparse, so neighbours are not consecutive moments. A video runs in VIDEO
 mode (tracking) and writes ``OUT/<video stem>/<video stem>_<frame:012d>_keypoints.json``:
 the official release's skeleton layout, one folder per video id wherever the video sits

@@ -1,7 +1,7 @@
 """One inference step of the live loop: framing, pose, encode once, clip head over cached features.
 
 Four frames go into the model, as in training, but training clips span a whole gesture
-(1.57 s median in iMiGUE, DESIGN.md section 3) and four consecutive webcam frames span
+(1.57 s median in iMiGUE, README "Data layouts") and four consecutive webcam frames span
 0.13 s. So every step takes the current frame plus the cached frames nearest to
 ``window/3``, ``2*window/3`` and ``window`` seconds ago: the same evenly spaced positions
 ``sample_frame_indices`` picks in an evaluation clip. Each frame is encoded once, when it
@@ -25,7 +25,7 @@ from .sources import Frame
 
 log = logging.getLogger(__name__)
 
-DEFAULT_WINDOW_S = 1.6   # median iMiGUE micro-gesture (1.57 s), DESIGN.md section 3
+DEFAULT_WINDOW_S = 1.6   # median iMiGUE micro-gesture (1.57 s), README "Data layouts"
 STATUSES = ("ok", "uncertain", "warming up", "no person")
 # The loop's timed stages, in order: the inference step's (Prediction.ms keys) between the
 # frame's capture and its drawing. MODEL_STAGES are the model's share of a step (encode + head).
@@ -170,7 +170,7 @@ class Recognizer:
         self.history = FrameHistory(self.window_s)
         self.encoded_frames = 0   # frames through the encoder, to check "encoded once"
         # Pose and the frame encoder need only the framed crop, so they can run at once: on
-        # our 2-core machine this cut a step from ~100 to ~65 ms (realtime/README.md). The
+        # our 2-core machine this cut a step from ~100 to ~65 ms (README "Live loop figures"). The
         # feature of a frame without a person is then computed and dropped.
         overlap = cfg.overlap_encode and backend.uses_rgb
         self._encoder = ThreadPoolExecutor(1, thread_name_prefix="encode") if overlap else None

@@ -1,4 +1,4 @@
-"""The 32 official iMiGUE classes (DESIGN.md section 3), read from packaged data."""
+"""The 32 official iMiGUE classes (README "Data layouts"), read from packaged data."""
 from __future__ import annotations
 
 import csv

@@ -1,6 +1,6 @@
 """iMiGUE as users hold it: layout detection, clip records, the Dataset, a frame cache.
 
-Layouts (DESIGN.md section 3):
+Layouts (README "Data layouts"):
 1. image-level set: ``ROOT/<class id>/<clip>.<frame>.jpg``
 2. clip folders:    ``ROOT/<class id>/<clip>/<frame>.jpg``
 3. official:        ``ROOT/<labels>.csv`` + ``ROOT/skeleton/<video>/<video>_<frame:012d>_keypoints.json``

@@ -1,7 +1,7 @@
 """OpenPose Body_25 JSON: read (pick the most confident person) and write (same format).
 
 One file per frame, ``<image stem>_keypoints.json`` with ``people[i].pose_keypoints_2d``:
-75 floats (x, y, c) in pixels of the image the pose ran on (DESIGN.md section 3).
+75 floats (x, y, c) in pixels of the image the pose ran on (README "Data layouts").
 """
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """The OpenPose Body_25 skeleton layout: the one place that names joints and edges.
 
 The ST-GCN adjacency, the MediaPipe adapter and the overlay all read this module
-(DESIGN.md section 2, "Skeleton layout").
+(README "Architecture", contracts).
 """
 from __future__ import annotations
 

@@ -5,7 +5,7 @@ over the T frames. Skeleton stream: ST-GCN (Yan et al., AAAI 2018), 3 blocks ove
 Body_25 graph, 128-d. Fusion head: concat (640) -> 512 -> ReLU -> Dropout 0.3 -> 32.
 
 Every stream has ``forward_features``; heads are their own modules, so the frame encoder
-and the clip head can be exported as separate graphs (DESIGN.md "Live feature caching").
+and the clip head can be exported as separate graphs (README "Architecture", live feature caching).
 """
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Preprocessing, one function per modality (DESIGN.md section 2, "Model inputs").
+"""Preprocessing, one function per modality (README "Architecture", contracts).
 
 Training, evaluation, export checks and the live loop all call these functions. A second
 copy anywhere else is a bug.

@@ -11,7 +11,7 @@ from .checkpoint import load_model
 from .data import ClipDataset, DatasetConfig, scan_dataset
 from .device import torch_device
 from .evaluate import compute_metrics, plot_confusion, predict_loader, write_json
-from .split import load_split, random_split, select
+from .split import resolve_split, select
 
 
 def resolve_device(device: str) -> torch.device:
@@ -36,18 +36,13 @@ def evaluate_checkpoint(checkpoint: str, data_root: str, part: str = "test", out
     model, meta = load_model(checkpoint)
     model.to(dev)
     index = scan_dataset(data_root, keypoints_root)
-    sf = Path(split_file) if split_file else Path(checkpoint).parent / "split.json"
     if part == "all":
         clips, split_source = index.clips, "all clips"
-    elif split_file or sf.exists():
-        clips, split_source = select(index.clips, load_split(sf), part), str(sf)
-    elif new_split:
-        split = random_split(index.clips, int(meta.train_config.get("seed", 0)))
-        clips, split_source = select(index.clips, split, part), "new random split (no split file given)"
     else:
-        raise ValueError(f"split file {sf} is missing, so the {part} clips of this run are unknown. Pass the run's "
-                         "split with --split-file RUN/split.json, or --new-split to make a new seeded random split "
-                         "(its test part may hold clips the model was trained on)")
+        split, split_source = resolve_split(split_file or None, [Path(checkpoint).parent / "split.json"],
+                                            fallback="random" if new_split else "error", clips=index.clips,
+                                            seed=int(meta.train_config.get("seed", 0)))
+        clips = select(index.clips, split, part)
     ds = ClipDataset(clips, DatasetConfig(model.uses_rgb, model.uses_skeleton, False, meta.preprocessing))
     loader = DataLoader(ds, batch_size=batch_size, num_workers=workers, pin_memory=dev.type == "cuda")
     t0 = time.perf_counter()

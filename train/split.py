@@ -13,8 +13,12 @@ from pathlib import Path
 
 import numpy as np
 
+from typing import TYPE_CHECKING, Iterable, Optional
+
 from .atomic import atomic_write_json
-from .data import ClipRecord
+
+if TYPE_CHECKING:   # train.data imports torch; the split policy must not
+    from .data import ClipRecord
 
 SPLITS = ("random", "cross-subject")
 PARTS = ("train", "val", "test")
@@ -109,3 +113,44 @@ def select(clips: list[ClipRecord], split: dict, part: str) -> list[ClipRecord]:
         raise ValueError(f"split names {len(missing)} clips not in this dataset (e.g. {missing[0]}): "
                          "was it made for another data folder?")
     return [by_id[i] for i in split[part]]
+
+
+SPLIT_FALLBACKS = ("error", "random")
+RANDOM_SPLIT_SOURCE = "new random split (seeded 60/20/20)"
+
+
+def missing_split_message(candidates: Iterable[str | os.PathLike] = ()) -> str:
+    """The one wording of "no split file": which file was looked for, and what that means."""
+    where = ", ".join(str(c) for c in candidates) or "RUN/split.json"
+    return (f"split file {where} is missing (no --split-file given), so the clips of the run's "
+            "train/val/test parts are unknown")
+
+
+def resolve_split(split_file: Optional[str | os.PathLike], beside: Iterable[str | os.PathLike] = (), *,
+                  fallback: str = "error", clips: Optional[list[ClipRecord]] = None, seed: int = 0,
+                  new_split_flag: str = "--new-split") -> tuple[Optional[dict], str]:
+    """A run's split and where it came from: ``(split or None, source description)``.
+
+    1. ``split_file`` (--split-file): loaded (a ValueError if unreadable); source: its path.
+    2. else the first of ``beside`` (the split.json files beside the run's checkpoints) that is a
+       file; source: its path.
+    3. else ``fallback``: "error" raises a ValueError saying how to pass the split (or to ask
+       for a new one with ``new_split_flag``); "random" gives the seeded 60/20/20
+       ``random_split(clips, seed)``, or None when ``clips`` is None (the caller makes it later),
+       with a source that starts "new random split" and says why it may not be the run's own.
+    """
+    if fallback not in SPLIT_FALLBACKS:
+        raise ValueError(f"unknown split fallback {fallback!r}; choose one of {', '.join(SPLIT_FALLBACKS)}")
+    if split_file is not None and str(split_file) != "":
+        return load_split(split_file), str(split_file)
+    candidates = [Path(c) for c in beside]
+    for c in candidates:
+        if c.is_file():
+            return load_split(c), str(c)
+    missing = missing_split_message(candidates)
+    if fallback == "error":
+        raise ValueError(f"{missing}. Pass the run's split with --split-file RUN/split.json, or {new_split_flag} "
+                         "to make a new seeded random split (its test part may hold clips the model was trained on)")
+    split = random_split(clips, seed) if clips is not None else None
+    return split, (f"{RANDOM_SPLIT_SOURCE}: {missing}; it is the run's own only for a --split random run "
+                   "on this same data")

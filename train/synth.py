@@ -1,6 +1,6 @@
 """Synthetic iMiGUE: stick figures making class-dependent micro-movements.
 
-Writes layout 1 of DESIGN.md section 3 (``ROOT/<class id>/<clip>.<frame>.jpg``, 320x180)
+Writes layout 1 of README "Data layouts" (``ROOT/<class id>/<clip>.<frame>.jpg``, 320x180)
 with OpenPose Body_25 JSON next to each frame. Each class is a hand (right, left, both)
 moving to one of eleven body targets (head top, forehead, face, mouth, chin, ear, neck,
 chest, opposite shoulder, belly, thigh) with a class-specific rubbing frequency. It has

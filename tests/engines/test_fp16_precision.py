@@ -34,7 +34,7 @@ def test_fp16_logits_close_to_fp32_in_onnxruntime_cpu(fp16_set, ort_backends):
     fp16_backend = load_backend(fp16_set.clip)
     fp16 = fp16_backend.predict(rgb, skel)
     assert fp16_backend.precision == "fp16" and fp16.dtype == np.float32
-    # FP16 has ~3 decimal digits; DESIGN.md measured <= 0.004 on logits up to 9
+    # FP16 has ~3 decimal digits; we measured <= 0.004 on logits up to 9
     torch.testing.assert_close(fp16, fp32, atol=2e-2, rtol=1e-2)
     assert (fp16.argmax(1) == fp32.argmax(1)).all()
 

@@ -11,7 +11,7 @@ from mgr.train.preprocess import DEFAULT, rescale_keypoints
 
 REFERENCE_SIZE = DEFAULT.reference_size
 
-# DESIGN.md section 2, written out again on purpose: the test is the second reading of the table.
+# README "Architecture", written out again on purpose: the test is the second reading of the table.
 SINGLE = {0: 0, 2: 12, 3: 14, 4: 16, 5: 11, 6: 13, 7: 15, 9: 24, 10: 26, 11: 28, 12: 23, 13: 25, 14: 27,
           15: 5, 16: 2, 17: 8, 18: 7, 19: 31, 21: 29, 22: 32, 24: 30}
 MIDPOINTS = {1: (11, 12), 8: (23, 24)}
