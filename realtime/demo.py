@@ -144,6 +144,17 @@ def step_bench(cfg: DemoConfig, models: list[Path], data: Path, best: Path) -> d
     return report
 
 
+def step_report(cfg: DemoConfig, best: Path, events) -> Path:
+    """The HTML report of the demo's run (`mgr report RUN`): Table 1 row, curves, confusion matrix, environment."""
+    from mgr.train.report import read_run, write_html
+    page = cfg.out / "report.html"
+    evaluation = best.parent / "eval_test.json"
+    if _done(page, cfg.fresh) and page.stat().st_mtime >= evaluation.stat().st_mtime:
+        events("skip", {"step": "report", "path": str(page)})
+        return page
+    return write_html([read_run(best.parent)], page)
+
+
 def step_replay(cfg: DemoConfig, model: Path, events) -> dict:
     """Replay the generated video through the live loop: annotated mp4 + JSONL. Needs a pose model."""
     from .outputs import JsonlSink, VideoSink
@@ -233,6 +244,8 @@ def run_demo_cli(cfg: DemoConfig) -> dict:
         p.console.print(f"exported {onnx['fp32']} and {onnx['int8']}")
         with stage("benchmark torch / ONNX FP32 / ONNX INT8"):
             results["bench"] = step_bench(cfg, [best, onnx["fp32"], onnx["int8"]], data, best)
+        with stage("report (report.html)"):
+            results["report"] = step_report(cfg, best, events)
         try:
             results["replay"] = step_replay(cfg, onnx["fp32"], events)
         except PoseModelError as e:
@@ -268,6 +281,7 @@ def _print_demo_summary(console, cfg: DemoConfig, best: Path, results: dict, Tab
         t.add_row(f"bench: {name}", str(r["model"]),
                   (f"encoder p50 {enc:.1f} ms, " if enc else "") + f"stream step x{r['stream_speedup']:.1f} cached"
                   + (f", test top-1 {100 * acc:.1f}%" if acc is not None else ""))
+    t.add_row("report", str(results["report"]), "Table 1 row, training curves, confusion matrix, per-class table")
     rp = results.get("replay")
     if rp:
         t.add_row("replay", rp["annotated"], f"{rp['frames']} frames, person in {rp['steps_with_person']} steps; {rp['jsonl']}")

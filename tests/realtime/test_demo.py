@@ -35,7 +35,7 @@ def test_demo_makes_every_output_and_records_the_onnx_model(demo_dir):
     out, results, newest = demo_dir
     for rel in ("data/README.md", "run/best.pt", "run/split.json", "run/eval_test.json", "run/confusion_test.png",
                 "onnx/model.onnx", "onnx/model.encoder.onnx", "onnx-int8/model.onnx", "bench.json", "input.mp4",
-                "replay.mp4", "replay.jsonl", "replay.json"):
+                "replay.mp4", "replay.jsonl", "replay.json", "report.html"):
         assert (out / rel).is_file(), rel
     assert 0.0 <= results["evaluate"]["top1"] <= 1.0 and results["evaluate"]["clips"] > 0
     runtimes = {(r["runtime"], r["precision"]) for r in results["bench"]["results"]}
@@ -46,6 +46,9 @@ def test_demo_makes_every_output_and_records_the_onnx_model(demo_dir):
     rows = [json.loads(x) for x in (out / "replay.jsonl").read_text().splitlines()]
     assert len(rows) == frames and sum(r["person"] for r in rows) >= frames - 2    # the real photo's person
     assert newest == out / "onnx" / "model.onnx"       # `mgr live` without --model takes the ONNX graph
+    page = (out / "report.html").read_text()
+    assert "Table 1" in page and "data:image/png;base64" in page and "run" in page   # curves and confusion inlined
+    assert results["report"] == out / "report.html"
 
 
 def test_second_run_reuses_every_step(demo_dir, monkeypatch, pose_model, tmp_path):
@@ -56,8 +59,9 @@ def test_second_run_reuses_every_step(demo_dir, monkeypatch, pose_model, tmp_pat
     res = CliRunner().invoke(app, ["demo", "--out", str(out), "--clips", "64", "--epochs", "1"])
     assert res.exit_code == 0, res.output
     text = " ".join(res.output.split())
-    for step in ("synthetic data", "training", "replay"):
+    for step in ("synthetic data", "training", "report", "replay"):
         assert f"reusing {step}" in text
+    assert str(out / "report.html") in text                # the summary names the report
     changed = [p for p, t in stamps.items() if p.exists() and p.stat().st_mtime_ns != t]
     assert changed == []                                  # nothing redone, nothing rewritten
 
