@@ -11,10 +11,8 @@ from __future__ import annotations
 
 import logging
 import os
-import platform
 import time
 from dataclasses import asdict, dataclass
-from importlib import metadata as importlib_metadata
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -24,11 +22,9 @@ from mgr.train.atomic import atomic_write_json
 
 from .artifacts import FEATURE_DIM, NUM_JOINTS, SKELETON_CHANNELS
 from .backends import Backend, load_backend
+from mgr.train.machine import machine_info
 
 log = logging.getLogger(__name__)
-
-LIBRARIES = ("mgr", "torch", "torchvision", "numpy", "onnx", "onnxruntime", "onnxruntime-gpu",
-             "tensorrt", "nvidia-modelopt")
 
 
 @dataclass(frozen=True)
@@ -115,41 +111,6 @@ def bench_backend(backend: Backend, cfg: BenchConfig = BenchConfig()) -> dict:
     out["stream_cached"] = latency_stats(time_calls(cached, cfg))
     out["stream_speedup"] = out["stream_naive"]["p50_ms"] / out["stream_cached"]["p50_ms"]
     return out
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.lower().startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def gpu_names() -> list[str]:
-    try:
-        import torch
-        return [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
-    except (ImportError, RuntimeError):
-        return []
-
-
-def library_versions() -> dict[str, str | None]:
-    versions = {}
-    for name in LIBRARIES:
-        try:
-            versions[name] = importlib_metadata.version(name)
-        except importlib_metadata.PackageNotFoundError:
-            versions[name] = None
-    return versions
-
-
-def machine_info(threads: int | None) -> dict:
-    affinity = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return {"cpu": cpu_model(), "logical_cpus": os.cpu_count(), "usable_cpus": affinity,
-            "threads": threads, "gpus": gpu_names(), "platform": platform.platform(),
-            "python": platform.python_version(), "libraries": library_versions()}
 
 
 def accuracy(backend: Backend, data) -> dict:

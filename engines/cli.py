@@ -197,7 +197,7 @@ def bench_models_cmd(
     stdout.print(_bench_table(report))
     m = report["machine"]
     stdout.print(f"{m['cpu']}, {m['usable_cpus']} CPUs, threads {m['threads'] or 'default'}, "
-                 f"GPU {', '.join(m['gpus']) or 'none'}; p50 over {cfg.iters} calls at most, warm-up excluded")
+                 f"GPU {'not checked (torch not loaded)' if m['gpus'] is None else ', '.join(m['gpus']) or 'none'}; p50 over {cfg.iters} calls at most, warm-up excluded")
     if json_out:
         write_report(report, json_out)
         stdout.print(f"wrote {json_out}")

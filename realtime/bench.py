@@ -11,13 +11,13 @@ pose does not compete with the encoder); caching should make it about T times ch
 """
 from __future__ import annotations
 
-import os
-import platform
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 import cv2
+
+from mgr.train.machine import machine_info
 
 from .pipeline import MODEL_STAGES, LiveConfig
 from .runner import Outputs, RunSummary, open_recognizer, run_live, run_replay
@@ -52,7 +52,7 @@ def _load_frames(video: Path, limit: int) -> list:
 
 def run_bench_live(cfg: BenchLiveConfig, backend, make_pose: Callable[[], object]) -> dict:
     """Run the three measurements. ``make_pose()`` gives a fresh pose stage (closed here)."""
-    results: dict = {"video": str(cfg.video), "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
+    results: dict = {"video": str(cfg.video), "machine": machine_info(),
                      "model": getattr(backend, "source", None), "runtime": getattr(backend, "runtime", None)}
     runs = (("replay", True, True), ("replay_cached_serial", True, False), ("replay_naive_serial", False, False))
     for name, cache, overlap in runs:

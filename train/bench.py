@@ -1,8 +1,6 @@
 """`mgr bench train`: training throughput (clips/s) per modality, with and without the frame cache."""
 from __future__ import annotations
 
-import os
-import platform
 import shutil
 import tempfile
 from dataclasses import replace
@@ -69,15 +67,3 @@ def bench_loader(data: str, batches: int, batch_size: int, workers: int, epochs:
     return out
 
 
-def machine_info() -> dict:
-    cpu = platform.processor()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-            "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-            "torch": torch.__version__, "python": platform.python_version()}

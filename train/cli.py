@@ -217,7 +217,8 @@ def bench_train(data: Optional[Path] = typer.Argument(None, help="Dataset (defau
                 json_out: Optional[Path] = JSON_OPT) -> None:
     """Training throughput in clips/s per modality, with and without the decoded-frame cache."""
     import tempfile
-    from .bench import bench_loader, bench_train as run, machine_info
+    from .bench import bench_loader, bench_train as run
+    from .machine import machine_info
     from .synth import SynthConfig, generate
     tmp = None
     if data is None:

@@ -445,7 +445,7 @@ def _write_run_files(out: Path, cfg: TrainConfig, data_root, keypoints_root, spl
         _trim_log(out, resumed.epoch)
         return
     _write_json(out / "train_config.json", {**asdict(cfg), "data": str(data_root), "keypoints": keypoints_root})
-    from .bench import machine_info
+    from .machine import machine_info
     _write_json(out / "environment.json", {**machine_info(), "world_size": world, "device": str(device)})
     save_split(split, out / "split.json")
 

@@ -78,3 +78,19 @@ def test_missing_split_is_an_error_or_a_seeded_random_split(tmp_path, synth_data
     assert later is None and same == source
     with pytest.raises(ValueError, match="unknown split fallback"):
         resolve_split(None, fallback="none")
+
+
+def test_one_machine_record_for_every_benchmark_and_run():
+    import subprocess
+    import sys
+    code = ("import sys, json\nfrom mgr.train.machine import machine_info\ninfo = machine_info(2)\n"
+            "assert 'torch' not in sys.modules\nprint(json.dumps(info))")
+    info = __import__("json").loads(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                                                   check=True).stdout)
+    assert info["threads"] == 2 and info["cpu"] and info["logical_cpus"] >= 1 and info["python"]
+    assert info["gpus"] is None and info["torch_threads"] is None        # not loaded: not checked, not imported
+    assert info["libraries"]["onnxruntime"] and "mediapipe" in info["libraries"]
+    import mgr.engines.bench as eb
+    import mgr.realtime.bench as rb
+    import mgr.train.machine as tm
+    assert eb.machine_info is tm.machine_info and rb.machine_info is tm.machine_info
