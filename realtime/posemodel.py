@@ -1,4 +1,4 @@
-"""Find the MediaPipe pose model file (../shared/README.md, "The pose model").
+"""Find the MediaPipe pose model file (README "The pose model").
 
 Order: ``--pose-model PATH``, then ``MGR_POSE_MODEL``, then the user cache
 (``<mgr home>/pose_landmarker_full.task``), filled on first use by a download of the
