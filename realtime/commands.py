@@ -258,7 +258,7 @@ def bench_live(
 
 
 def _print_bench(results: dict) -> None:
-    table = Table(title=f"mgr bench live: {results['video']} ({results['runtime']}, {results['machine']['cpus']} CPUs)")
+    table = Table(title=f"mgr bench live: {results['video']} ({results['runtime']}, {results['machine']['usable_cpus']} CPUs)")
     table.add_column("run", no_wrap=True)
     table.add_column("fps", justify="right")
     table.add_column("steps/s", justify="right")
