@@ -149,6 +149,75 @@ def _ms(t0: float) -> float:
     return (time.perf_counter() - t0) * 1000.0
 
 
+# ----------------------------------------------------------------------------- the step's stages
+# Each stage of Recognizer.step as a function of plain inputs, so it can be checked without a
+# model or a pose model; the Recognizer methods below only hold the state and the timing.
+POSE_STAGE, ENCODE_STAGE, HEAD_STAGE = STEP_STAGES   # the Prediction.ms keys
+
+
+def frame_crop(image: np.ndarray, reference_size) -> tuple[FramingBox, np.ndarray]:
+    """Framing: the centre crop of a BGR frame, as RGB (the one crop and conversion pose and encoder share)."""
+    h, w = image.shape[:2]
+    box = center_crop_box((w, h), reference_size)
+    return box, cv2.cvtColor(crop_frame(image, box), cv2.COLOR_BGR2RGB)
+
+
+def run_pose(pose, crop_rgb: np.ndarray, timestamp_ms: float) -> tuple[np.ndarray | None, float]:
+    """Pose: (25, 3) keypoints in the crop's pixels (or None without a person), and its ms."""
+    t0 = time.perf_counter()
+    kp_crop = pose(crop_rgb, timestamp_ms)
+    return kp_crop, _ms(t0)
+
+
+def rgb_entry(crop_rgb: np.ndarray, prep, encode=None) -> np.ndarray:
+    """Encode: what the history keeps for a frame's RGB stream, preprocessed with the artifact's ``prep``.
+
+    encode: the backend's ``encode_frames`` (cached features: the frame's (512,) feature), or
+    None to keep the preprocessed (3, H, W) input (naive mode re-encodes it at every step).
+    """
+    x = preprocess_rgb_frame(crop_rgb, prep)                       # (3, 224, 224)
+    if encode is None:
+        return x
+    return np.asarray(encode(x[None]))[0]                          # (512,)
+
+
+def record_frame(history: FrameHistory, t_ms: float, rgb: np.ndarray | None, kp_crop: np.ndarray,
+                 crop_size, prep, window_s: float) -> list[int] | None:
+    """History: add the frame (keypoints rescaled to the reference frame) and pick the clip's frames.
+
+    Returns the indices into ``history`` of the ``prep.num_frames`` frames of the window, or
+    None while warming up (see ``select_window``).
+    """
+    kp_ref = rescale_keypoints(kp_crop, crop_size, prep)
+    history.add(t_ms, rgb, kp_ref)
+    return select_window(history.times, t_ms, window_s, prep.num_frames)
+
+
+def gather_clip(history: FrameHistory, picks: list[int], uses_rgb: bool, uses_skeleton: bool,
+                prep) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """Head input: the picked frames' RGB entries (1, T, ...) float32 and skeleton (1, 3, T, 25), or None."""
+    feats = None
+    if uses_rgb:
+        feats = np.stack([history.rgb[i] for i in picks])[None].astype(np.float32, copy=False)
+    skel = None
+    if uses_skeleton:
+        kp = np.stack([history.skeleton[i] for i in picks])       # (T, 25, 3)
+        skel = preprocess_skeleton(kp, prep)[None]                 # (1, 3, T, 25)
+    return feats, skel
+
+
+def clip_probs(backend, feats: np.ndarray | None, skel: np.ndarray | None) -> np.ndarray:
+    """Head: class probabilities of one clip."""
+    logits = np.asarray(backend.classify(feats, skel))            # (1, num_classes)
+    return softmax(logits[0])
+
+
+def decide(probs: np.ndarray, names: list[str], k: int, threshold: float) -> tuple[str, tuple[tuple[str, float], ...]]:
+    """Status ("ok" or "uncertain": top-1 below ``threshold``) and the top ``k`` classes."""
+    top = top_k(probs, names, k)
+    return ("ok" if top[0][1] >= threshold else "uncertain"), top
+
+
 class Recognizer:
     """The step the live loop and replay run: Frame -> Prediction. Stateful; ``reset()`` for a new video.
 
@@ -177,13 +246,9 @@ class Recognizer:
 
     def step(self, frame: Frame) -> Prediction:
         ms: dict[str, float] = {}
-        h, w = frame.image.shape[:2]
-        box = center_crop_box((w, h), self.reference_size)
-        crop = cv2.cvtColor(crop_frame(frame.image, box), cv2.COLOR_BGR2RGB)   # the framing step, RGB
+        box, crop = frame_crop(frame.image, self.reference_size)
         encoding: Future | None = self._encoder.submit(self._rgb_entry, crop) if self._encoder else None
-        t0 = time.perf_counter()
-        kp_crop = self.pose(crop, frame.timestamp_ms)
-        ms["pose"] = _ms(t0)
+        kp_crop, ms[POSE_STAGE] = run_pose(self.pose, crop, frame.timestamp_ms)
         entry = encoding.result() if encoding is not None else None   # (feature, ms) or None
         base = dict(box=box, frame_index=frame.index, timestamp_ms=frame.timestamp_ms,
                     captured_at=frame.captured_at, ms=ms)
@@ -192,18 +257,16 @@ class Recognizer:
             return Prediction("no person", (), None, **base)
         entry = entry if entry is not None else self._rgb_entry(crop)
         if entry is not None:
-            ms["encode"] = entry[1]
-        kp_ref = rescale_keypoints(kp_crop, box.size, self.prep)
-        self.history.add(frame.timestamp_ms, entry[0] if entry is not None else None, kp_ref)
+            ms[ENCODE_STAGE] = entry[1]
+        picks = record_frame(self.history, frame.timestamp_ms, entry[0] if entry is not None else None,
+                             kp_crop, box.size, self.prep, self.window_s)
         kp_frame = crop_to_frame(kp_crop, box)
-        picks = select_window(self.history.times, frame.timestamp_ms, self.window_s, self.num_frames)
         if picks is None:
             return Prediction("warming up", (), kp_frame, **base)
         t0 = time.perf_counter()
         probs = self._classify(picks)
-        ms["head"] = _ms(t0)
-        top = top_k(self.smoother(probs), self.class_names, self.cfg.top_k)
-        status = "ok" if top[0][1] >= self.cfg.threshold else "uncertain"
+        ms[HEAD_STAGE] = _ms(t0)
+        status, top = decide(self.smoother(probs), self.class_names, self.cfg.top_k, self.cfg.threshold)
         return Prediction(status, top, kp_frame, **base)
 
     def _rgb_entry(self, crop: np.ndarray) -> tuple[np.ndarray, float] | None:
@@ -211,26 +274,17 @@ class Recognizer:
         if not self.backend.uses_rgb:
             return None
         t0 = time.perf_counter()
-        x = preprocess_rgb_frame(crop, self.prep)                    # (3, 224, 224)
-        if not self.cfg.cache_features:
-            return x, _ms(t0)
-        self.encoded_frames += 1
-        return np.asarray(self.backend.encode_frames(x[None]))[0], _ms(t0)   # (512,)
+        encode = self.backend.encode_frames if self.cfg.cache_features else None
+        if encode is not None:
+            self.encoded_frames += 1
+        return rgb_entry(crop, self.prep, encode), _ms(t0)
 
     def _classify(self, picks: list[int]) -> np.ndarray:
-        feats = None
-        if self.backend.uses_rgb:
-            rows = np.stack([self.history.rgb[i] for i in picks])
-            if not self.cfg.cache_features:                          # naive: re-encode all T frames
-                self.encoded_frames += len(picks)
-                rows = np.asarray(self.backend.encode_frames(rows))  # (T, 512)
-            feats = rows[None].astype(np.float32)                    # (1, T, 512)
-        skel = None
-        if self.backend.uses_skeleton:
-            kp = np.stack([self.history.skeleton[i] for i in picks])  # (T, 25, 3)
-            skel = preprocess_skeleton(kp, self.prep)[None]           # (1, 3, T, 25)
-        logits = np.asarray(self.backend.classify(feats, skel))       # (1, num_classes)
-        return softmax(logits[0])
+        feats, skel = gather_clip(self.history, picks, self.backend.uses_rgb, self.backend.uses_skeleton, self.prep)
+        if feats is not None and not self.cfg.cache_features:       # naive: re-encode all T frames
+            self.encoded_frames += len(picks)
+            feats = np.asarray(self.backend.encode_frames(feats[0]))[None].astype(np.float32)  # (1, T, 512)
+        return clip_probs(self.backend, feats, skel)
 
     def reset(self) -> None:
         self.history.reset()

@@ -65,6 +65,97 @@ def test_smoother_softmax_topk():
     assert top_k(np.array([0.1, 0.6, 0.3]), ["a", "b", "c"], 2) == (("b", 0.6), ("c", 0.3))
 
 
+# ----------------------------------------------------------------------------- the step's stages, without a model
+def test_stage_keys_of_a_step_come_from_step_stages():
+    assert (pipeline.POSE_STAGE, pipeline.ENCODE_STAGE, pipeline.HEAD_STAGE) == pipeline.STEP_STAGES
+    rec = Recognizer(FakeBackend(), FakePose(), LiveConfig(window_s=0.6))
+    preds = run(rec, 7)
+    assert tuple(preds[-1].ms) == pipeline.STEP_STAGES and all(v >= 0 for v in preds[-1].ms.values())
+    assert tuple(preds[0].ms) == pipeline.STEP_STAGES[:2]                  # warming up: no head
+    rec.close()
+
+
+def test_frame_crop_is_the_centre_box_in_rgb():
+    image = np.zeros((480, 640, 3), np.uint8)
+    image[..., 0] = 10                                                      # B
+    image[..., 2] = 200                                                     # R
+    image[64, 0] = (1, 2, 3)                                                # crop's top-left pixel
+    box, crop = pipeline.frame_crop(image, (320, 176))
+    assert (box.x0, box.y0, box.size) == (0, 64, (640, 352))
+    assert crop.shape == (352, 640, 3) and crop.flags["C_CONTIGUOUS"]
+    assert tuple(crop[0, 0]) == (3, 2, 1) and tuple(crop[10, 10]) == (200, 0, 10)   # RGB order
+    box, crop = pipeline.frame_crop(np.zeros((480, 400, 3), np.uint8), (320, 176))   # too tall
+    assert (box.x0, box.width) == (0, 400) and crop.shape[:2] == (box.height, 400) and box.y0 > 0
+
+
+def test_run_pose_passes_the_crop_and_times_it():
+    seen = []
+    kp, ms = pipeline.run_pose(lambda img, t: seen.append((img.shape, t)) or np.ones((25, 3)), np.zeros((4, 6, 3)), 12.5)
+    assert seen == [((4, 6, 3), 12.5)] and kp.shape == (25, 3) and ms >= 0
+    assert pipeline.run_pose(lambda img, t: None, np.zeros((4, 6, 3)), 0.0)[0] is None
+
+
+def test_rgb_entry_preprocesses_with_the_artifact_then_encodes_once_or_not_at_all():
+    prep = FakeBackend().metadata.preprocessing
+    crop = np.random.default_rng(2).integers(0, 255, (176, 320, 3), dtype=np.uint8)
+    x = pipeline.rgb_entry(crop, prep)                                      # naive: the input itself
+    np.testing.assert_array_equal(x, training_preprocess.preprocess_rgb_frame(crop, prep))
+    calls = []
+
+    def encode(batch):
+        calls.append(batch.shape)
+        return batch.reshape(len(batch), -1)[:, :512]
+    feat = pipeline.rgb_entry(crop, prep, encode)
+    assert calls == [(1, *x.shape)] and feat.shape == (512,)
+    np.testing.assert_array_equal(feat, x.reshape(-1)[:512])
+
+
+def test_record_frame_rescales_adds_and_picks_or_warms_up():
+    prep = FakeBackend().metadata.preprocessing                             # reference (320, 176), T = 4
+    hist = pipeline.FrameHistory(0.6)
+    kp = np.zeros((25, 3), np.float32)
+    kp[1] = (320.0, 88.0, 0.9)
+    picks = [pipeline.record_frame(hist, i * 100.0, np.full(2, i), kp, (640, 352), prep, 0.6) for i in range(7)]
+    assert picks[:5] == [None] * 5 and picks[5] == [0, 1, 3, 5] and picks[6] == [0, 2, 4, 6]
+    np.testing.assert_allclose(hist.skeleton[-1][1], (160.0, 44.0, 0.9), rtol=1e-6)   # halved to the reference
+    assert hist.times == [i * 100.0 for i in range(7)] and hist.rgb[3].tolist() == [3, 3]
+
+
+def test_gather_clip_stacks_the_picked_frames():
+    prep = FakeBackend().metadata.preprocessing
+    hist = pipeline.FrameHistory(10.0)
+    rng = np.random.default_rng(3)
+    for i in range(6):
+        hist.add(i * 100.0, np.full(512, i, np.float64), rng.uniform(1, 300, (25, 3)).astype(np.float32))
+    picks = [0, 2, 4, 5]
+    feats, skel = pipeline.gather_clip(hist, picks, True, True, prep)
+    assert feats.shape == (1, 4, 512) and feats.dtype == np.float32 and feats[0, :, 0].tolist() == picks
+    assert skel.shape == (1, 3, 4, 25)
+    np.testing.assert_array_equal(skel[0], training_preprocess.preprocess_skeleton(np.stack([hist.skeleton[i] for i in picks]), prep))
+    assert pipeline.gather_clip(hist, picks, False, True, prep)[0] is None
+    feats, skel = pipeline.gather_clip(hist, picks, True, False, prep)
+    assert skel is None and feats.shape == (1, 4, 512)
+
+
+def test_clip_probs_is_the_softmax_of_the_backend_logits():
+    class Head:
+        def classify(self, feats, skel):
+            self.got = (feats, skel)
+            return np.array([[0.0, 1.0, 2.0]])
+    head, f = Head(), np.zeros((1, 4, 512), np.float32)
+    p = pipeline.clip_probs(head, f, None)
+    assert head.got[0] is f and head.got[1] is None
+    np.testing.assert_allclose(p, softmax(np.array([0.0, 1.0, 2.0])))
+
+
+def test_decide_status_under_and_over_the_threshold():
+    probs, names = np.array([0.1, 0.5, 0.4]), ["a", "b", "c"]
+    assert pipeline.decide(probs, names, 2, 0.5) == ("ok", (("b", 0.5), ("c", 0.4)))      # at: ok
+    assert pipeline.decide(probs, names, 3, 0.51)[0] == "uncertain"
+    status, top = pipeline.decide(probs, names, 1, 0.0)
+    assert status == "ok" and top == (("b", 0.5),)
+
+
 # ----------------------------------------------------------------------------- the step
 def test_warming_up_then_predictions_with_top5():
     rec = Recognizer(FakeBackend(), FakePose(), LiveConfig(window_s=0.6, threshold=0.0))
