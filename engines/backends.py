@@ -21,7 +21,6 @@ from mgr.train.device import check_device as _check_device
 
 from .artifacts import FEATURE_DIM, NUM_JOINTS, SKELETON_CHANNELS, check_metadata, runtime_for
 
-DEVICES = ("cpu", "cuda")
 
 
 class MissingRuntimeError(RuntimeError):
