@@ -1,6 +1,6 @@
-"""Outputs of the loop: the annotated video and the JSONL log of inference steps.
+"""Outputs of the loop: the annotated video, the JSONL log of inference steps, the event log.
 
-The JSONL file is flushed after every line, so an interrupted run leaves whole lines. The
+The JSONL files (steps and events) are flushed after every line, so an interrupted run leaves whole lines. The
 video writer is released in ``close()``, which the loop calls in ``finally``, so Ctrl-C
 leaves a playable file.
 """
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from pathlib import Path
 
 import cv2
@@ -19,7 +20,22 @@ from .pipeline import Prediction
 
 log = logging.getLogger(__name__)
 
-JSONL_KEYS = ("frame", "t", "status", "person", "top5")  # plus "ms" where timings are logged
+JSONL_KEYS = ("frame", "t", "status", "person", "top5", "state")  # plus "ms" where timings are logged
+
+
+def check_output_path(path: str | Path, what: str) -> Path:
+    """Fail before a run starts, naming the path, when its folder cannot be made or written."""
+    path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"{path}: the {what} path is a folder; give a file name")
+    probe = path.parent
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if not probe.is_dir():
+        raise ValueError(f"{path}: cannot make the folder for the {what}: {probe} is a file")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise ValueError(f"{path}: cannot write the {what}: {probe} is not writable")
+    return path
 
 
 def prediction_record(pred: Prediction, ms: dict | None = None, digits: int = 5) -> dict:
@@ -30,6 +46,7 @@ def prediction_record(pred: Prediction, ms: dict | None = None, digits: int = 5)
         "status": pred.status,
         "person": pred.keypoints is not None,
         "top5": [{"name": n, "p": round(p, digits)} for n, p in pred.top],
+        "state": pred.state,
     }
     if ms is not None:
         rec["ms"] = {k: round(float(v), 2) for k, v in ms.items()}

@@ -21,6 +21,7 @@ import numpy as np
 from mgr.train.preprocess import preprocess_rgb_frame, preprocess_skeleton, rescale_keypoints
 
 from .body25 import FramingBox, center_crop_box, crop_frame, crop_to_frame
+from .events import BACKGROUND_NAME, NO_GESTURE, EventConfig, EventDecoder, EventView, GestureEvent
 from .sources import Frame
 
 log = logging.getLogger(__name__)
@@ -28,9 +29,10 @@ log = logging.getLogger(__name__)
 DEFAULT_WINDOW_S = 1.6   # median iMiGUE micro-gesture (1.57 s), README "Data layouts"
 STATUSES = ("ok", "uncertain", "warming up", "no person")
 # The loop's timed stages, in order: the inference step's (Prediction.ms keys) between the
-# frame's capture and its drawing. MODEL_STAGES are the model's share of a step (encode + head).
-STEP_STAGES = ("pose", "encode", "head")
-MODEL_STAGES = STEP_STAGES[1:]
+# frame's capture and its drawing. MODEL_STAGES are the model's share of a step (encode + head);
+# "events" is the event decoder's.
+STEP_STAGES = ("pose", "encode", "head", "events")
+MODEL_STAGES = STEP_STAGES[1:3]
 FRAME_STAGES = ("capture", "draw")       # timed per frame by the drivers, around the step
 STAGES = (FRAME_STAGES[0], *STEP_STAGES, FRAME_STAGES[1])
 
@@ -45,6 +47,7 @@ class LiveConfig:
     cache_features: bool = True          # encode each frame once (False: re-encode all T, the naive way)
     overlap_encode: bool = True          # encode on a helper thread while pose runs (both release the GIL)
     mirror: bool = False                 # selfie view: flip the display only, never the model input
+    events: EventConfig = field(default_factory=EventConfig)   # how the step stream becomes gesture events
 
 
 @dataclass(frozen=True)
@@ -56,7 +59,11 @@ class Prediction:
     frame_index: int                         # frame the step ran on
     timestamp_ms: float                      # its timestamp
     captured_at: float                       # its capture time (perf_counter), for latency
-    ms: dict = field(default_factory=dict)   # milliseconds of the stages this step ran (pose, encode, head)
+    ms: dict = field(default_factory=dict)   # milliseconds of the stages this step ran (pose, encode, head, events)
+    probs: np.ndarray | None = None          # (num_classes,) smoothed probabilities; None unless ok/uncertain
+    state: str = NO_GESTURE                  # the open event's class name, or "no gesture"
+    events: tuple[GestureEvent, ...] = ()    # events this step finalised (usually none)
+    event_view: EventView | None = None      # the open event and the recent ones, for the overlay
 
 
 def resolve_window(window_s: float | None, clip_seconds: float | None) -> float:
@@ -152,7 +159,7 @@ def _ms(t0: float) -> float:
 # ----------------------------------------------------------------------------- the step's stages
 # Each stage of Recognizer.step as a function of plain inputs, so it can be checked without a
 # model or a pose model; the Recognizer methods below only hold the state and the timing.
-POSE_STAGE, ENCODE_STAGE, HEAD_STAGE = STEP_STAGES   # the Prediction.ms keys
+POSE_STAGE, ENCODE_STAGE, HEAD_STAGE, EVENTS_STAGE = STEP_STAGES   # the Prediction.ms keys
 
 
 def frame_crop(image: np.ndarray, reference_size) -> tuple[FramingBox, np.ndarray]:
@@ -237,6 +244,10 @@ class Recognizer:
         self.window_s = resolve_window(cfg.window_s, meta.clip_seconds)
         self.smoother = Smoother(cfg.smooth)
         self.history = FrameHistory(self.window_s)
+        # "no gesture" is a class only for models trained with --background; without it the
+        # decoder's thresholds alone decide when a gesture is on
+        self.background_index = self.class_names.index(BACKGROUND_NAME) if BACKGROUND_NAME in self.class_names else None
+        self.decoder = EventDecoder(cfg.events, self.class_names, self.background_index)
         self.encoded_frames = 0   # frames through the encoder, to check "encoded once"
         # Pose and the frame encoder need only the framed crop, so they can run at once: on
         # our 2-core machine this cut a step from ~100 to ~65 ms (README "Live loop figures"). The
@@ -254,7 +265,7 @@ class Recognizer:
                     captured_at=frame.captured_at, ms=ms)
         if kp_crop is None:
             self.smoother.reset()   # no stale labels once the person is back
-            return Prediction("no person", (), None, **base)
+            return Prediction("no person", (), None, **base, **self._events(frame, None, ms))
         entry = entry if entry is not None else self._rgb_entry(crop)
         if entry is not None:
             ms[ENCODE_STAGE] = entry[1]
@@ -262,12 +273,24 @@ class Recognizer:
                              kp_crop, box.size, self.prep, self.window_s)
         kp_frame = crop_to_frame(kp_crop, box)
         if picks is None:
-            return Prediction("warming up", (), kp_frame, **base)
+            return Prediction("warming up", (), kp_frame, **base, **self._events(frame, None, ms))
         t0 = time.perf_counter()
-        probs = self._classify(picks)
+        probs = self.smoother(self._classify(picks))
         ms[HEAD_STAGE] = _ms(t0)
-        status, top = decide(self.smoother(probs), self.class_names, self.cfg.top_k, self.cfg.threshold)
-        return Prediction(status, top, kp_frame, **base)
+        status, top = decide(probs, self.class_names, self.cfg.top_k, self.cfg.threshold)
+        return Prediction(status, top, kp_frame, **base, probs=probs, **self._events(frame, probs, ms))
+
+    def _events(self, frame: Frame, probs: np.ndarray | None, ms: dict) -> dict:
+        """Feed the step to the event decoder (None: no person, or warming up): the Prediction's state and events."""
+        t0 = time.perf_counter()
+        events = tuple(self.decoder.update(frame.timestamp_ms / 1000.0, frame.index, probs))
+        out = {"state": self.decoder.state, "events": events, "event_view": self.decoder.view()}
+        ms[EVENTS_STAGE] = _ms(t0)
+        return out
+
+    def finish(self) -> tuple[GestureEvent, ...]:
+        """The input ended: the event still open, closed with ``truncated`` set (README "Events")."""
+        return tuple(self.decoder.finish())
 
     def _rgb_entry(self, crop: np.ndarray) -> tuple[np.ndarray, float] | None:
         """What the history keeps for the RGB stream, and its ms: the frame's feature (cached) or input (naive)."""
@@ -289,6 +312,7 @@ class Recognizer:
     def reset(self) -> None:
         self.history.reset()
         self.smoother.reset()
+        self.decoder.reset()
         if hasattr(self.pose, "reset"):
             self.pose.reset()
 

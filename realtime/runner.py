@@ -43,6 +43,7 @@ class RunSummary:
     encoded_frames: int            # frames through the frame encoder
     end_reason: str                # why the run ended
     interrupted: bool              # Ctrl-C or q/Esc
+    events: int = 0                # gesture events decoded (README "Events")
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
@@ -106,11 +107,12 @@ class _Tally:
             self.stage_ms[k].append(v)
             self.last_ms[k] = v
 
-    def summary(self, recognizer: Recognizer, dropped: int, end_reason: str, interrupted: bool) -> RunSummary:
+    def summary(self, recognizer: Recognizer, dropped: int, end_reason: str, interrupted: bool,
+                events: int = 0) -> RunSummary:
         elapsed = max(time.perf_counter() - self.started, 1e-9)
         return RunSummary(self.frames, self.steps, self.with_person, dropped, elapsed, self.frames / elapsed,
                           self.steps / elapsed, {k: percentiles(v) for k, v in self.stage_ms.items()},
-                          percentiles(self.latency_ms), recognizer.encoded_frames, end_reason, interrupted)
+                          percentiles(self.latency_ms), recognizer.encoded_frames, end_reason, interrupted, events)
 
 
 class _SigintShield:
@@ -141,6 +143,18 @@ class Outputs:
     video: VideoSink | None = None      # annotated video
     jsonl: JsonlSink | None = None      # one line per inference step
     log_timings: bool = True            # put stage ms in the JSONL (replay: off, for reproducible files)
+    events: JsonlSink | None = None     # one line per gesture event
+    event_count: int = 0                # events written (or seen, without an event file)
+    on_step: Callable[[Prediction], None] | None = None   # sees every logged step (evaluate-stream, the API)
+    collected: list | None = None       # a list to keep every GestureEvent in, truncated ones included
+
+    def write_events(self, events) -> None:
+        for ev in events:
+            self.event_count += 1
+            if self.collected is not None:
+                self.collected.append(ev)
+            if self.events is not None:
+                self.events.write(ev.to_record())
 
     def close(self) -> bool:
         """Close every sink, even when one fails; then raise the first failure.
@@ -149,7 +163,7 @@ class Outputs:
         """
         errors = []
         with _SigintShield() as shield:
-            for sink in (self.jsonl, self.video):
+            for sink in (self.events, self.jsonl, self.video):
                 if sink is not None:
                     try:
                         sink.close()
@@ -162,12 +176,16 @@ class Outputs:
 
 def _draw(frame: Frame, pred: Prediction | None, tally: _Tally, dropped: int, mirror: bool) -> tuple[np.ndarray, float]:
     t0 = time.perf_counter()
-    info = OverlayInfo(tally.display.rate, tally.inference.rate, dropped, dict(tally.last_ms))
+    info = OverlayInfo(tally.display.rate, tally.inference.rate, dropped, dict(tally.last_ms),
+                       events=pred.event_view if pred is not None else None)
     image = render(frame.image, pred, info, mirror)
     return image, (time.perf_counter() - t0) * 1000.0
 
 
 def _log_step(outputs: Outputs, pred: Prediction, tally: _Tally) -> None:
+    outputs.write_events(pred.events)
+    if outputs.on_step is not None:
+        outputs.on_step(pred)
     if outputs.jsonl is not None:
         ms = {k: tally.last_ms.get(k, 0.0) for k in STAGES} if outputs.log_timings else None
         outputs.jsonl.write(prediction_record(pred, ms))
@@ -206,9 +224,19 @@ def run_replay(source, recognizer: Recognizer, cfg: LiveConfig, outputs: Outputs
     except KeyboardInterrupt:
         interrupted = True
     finally:
-        interrupted = outputs.close() or interrupted
+        interrupted = _finalise(recognizer, outputs) or interrupted
     reason = "interrupted" if interrupted else (source.end_reason or "end of input")
-    return tally.summary(recognizer, source.dropped, reason, interrupted)
+    return tally.summary(recognizer, source.dropped, reason, interrupted, outputs.event_count)
+
+
+def _finalise(recognizer: Recognizer, outputs: Outputs) -> bool:
+    """Write the event still open (closed as truncated), then close every sink; True if Ctrl-C came meanwhile."""
+    try:
+        outputs.write_events(recognizer.finish())
+    except BaseException:
+        outputs.close()
+        raise
+    return outputs.close()
 
 
 class InferenceWorker:
@@ -222,6 +250,7 @@ class InferenceWorker:
         self._busy = False
         self._next_due = -float("inf")
         self._result: Prediction | None = None
+        self._unseen: list[Prediction] = []     # finished steps not yet drained: every step is logged
         self._seq = 0
         self._error: BaseException | None = None
         self._stop = False
@@ -252,6 +281,14 @@ class InferenceWorker:
                 raise RuntimeError(f"inference step failed: {self._error}") from self._error
             return self._result, self._seq
 
+    def drain(self) -> list[Prediction]:
+        """Every step finished since the last drain, oldest first (none is skipped: each carries its events)."""
+        with self._cond:
+            if self._error is not None:
+                raise RuntimeError(f"inference step failed: {self._error}") from self._error
+            out, self._unseen = self._unseen, []
+            return out
+
     def _run(self) -> None:
         while True:
             with self._cond:
@@ -268,6 +305,7 @@ class InferenceWorker:
                 return
             with self._cond:
                 self._result, self._seq, self._busy = pred, self._seq + 1, False
+                self._unseen.append(pred)
 
     def wait_idle(self, timeout_s: float) -> bool:
         """Wait until the offered frame, if any, has been processed; False on timeout."""
@@ -322,19 +360,24 @@ def run_live(source, recognizer: Recognizer, cfg: LiveConfig, outputs: Outputs,
                 reason = "quit by the user"
                 break
         if reason is None and worker.wait_idle(5.0):   # the input ended: keep the step still running
-            pred, seq = worker.latest()
-            if seq != seen and pred is not None:
-                tally.add_step(pred)
-                tally.latency_ms.append((time.perf_counter() - pred.captured_at) * 1000.0)
-                _log_step(outputs, pred, tally)
+            _log_finished(worker, tally, outputs)
     except KeyboardInterrupt:
         reason = "interrupted (Ctrl-C)"
     finally:
         worker.close()
-        if outputs.close() and reason is None:
+        if _finalise(recognizer, outputs) and reason is None:
             reason = "interrupted (Ctrl-C)"
     interrupted = reason is not None and not reason.startswith("ran the requested")
-    return tally.summary(recognizer, source.dropped, reason or source.end_reason or "end of input", interrupted)
+    return tally.summary(recognizer, source.dropped, reason or source.end_reason or "end of input", interrupted,
+                         outputs.event_count)
+
+
+def _log_finished(worker: InferenceWorker, tally: _Tally, outputs: Outputs) -> None:
+    """Count and log every step the worker finished since the last call (its latency: until now)."""
+    for pred in worker.drain():
+        tally.add_step(pred)
+        tally.latency_ms.append((time.perf_counter() - pred.captured_at) * 1000.0)
+        _log_step(outputs, pred, tally)
 
 
 def _show_frame(frame: Frame, worker: InferenceWorker, seen: int, tally: _Tally, outputs: Outputs,
@@ -343,13 +386,10 @@ def _show_frame(frame: Frame, worker: InferenceWorker, seen: int, tally: _Tally,
 
     Returns the sequence number of the result drawn, or -1 when the user quit.
     """
+    _log_finished(worker, tally, outputs)
     pred, seq = worker.latest()
     image, draw_ms = _draw(frame, pred, tally, dropped, mirror)
     tally.add_frame(capture_ms, draw_ms)
-    if seq != seen and pred is not None:
-        tally.add_step(pred)
-        tally.latency_ms.append((time.perf_counter() - pred.captured_at) * 1000.0)
-        _log_step(outputs, pred, tally)
     if outputs.video is not None:
         outputs.video.write(image, frame.timestamp_ms)
     if show is not None and not show(image):

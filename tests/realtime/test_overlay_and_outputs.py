@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 
 from mgr.realtime.body25 import center_crop_box
+from mgr.realtime.events import EventView
 from mgr.realtime.outputs import JSONL_KEYS, JsonlSink, VideoSink, prediction_record
-from mgr.realtime.overlay import OverlayInfo, fit_text, render
+from mgr.realtime.overlay import OverlayInfo, class_colour, fit_text, render
 from mgr.realtime.pipeline import Prediction
 from mgr.train.layout import EDGES
 
@@ -63,6 +64,51 @@ def test_every_layout_edge_is_drawn_between_valid_joints():
     pred = Prediction("warming up", (), kp, center_crop_box((640, 480), (320, 176)), 0, 0.0, 0.0)
     out = render(frame, pred, OverlayInfo())
     assert out[250, 300].max() > 0 and out[250, 500].max() == 0
+
+
+LONG = "Buckle button / pulling shirt collar / adjusting tie " * 4
+
+
+def _has_colour(region: np.ndarray, bgr) -> bool:
+    return bool((region == np.array(bgr, np.uint8)).all(axis=-1).any())
+
+
+@pytest.mark.parametrize("size", [(640, 480), (1920, 1080)])
+def test_event_strip_draws_class_coloured_segments_at_their_time(size):
+    w, h = size
+    frame = np.full((h, w, 3), 128, np.uint8)
+    # now 30 s, horizon 30 s: a closed event 10-20 s (x from w/3 to 2w/3), the open one from 25 s
+    view = EventView(30.0, ("Folding arms", 4, 25.0), ((10.0, 20.0, 7, "Scratching head"),
+                                                       (25.0, 30.0, 4, "Folding arms")), 30.0)
+    info = OverlayInfo(30.0, 10.0, 0, {"pose": 12.0})
+    plain, drawn = render(frame, prediction(size), info), render(frame, prediction(size), OverlayInfo(
+        30.0, 10.0, 0, {"pose": 12.0}, events=view))
+    y = h - int(10 * h / 480)                                   # the strip's middle row
+    assert (plain[y] != drawn[y]).any()
+    assert tuple(drawn[y, w // 2]) == class_colour(7)           # inside 10-20 s
+    assert tuple(drawn[y, w - 3]) == class_colour(4)            # the open event grows to now
+    assert not _has_colour(drawn[y, : w // 3 - 3], class_colour(7))   # nothing before 10 s
+    assert not _has_colour(drawn[y, int(w * 0.7): int(w * 0.8)], class_colour(4))   # 21-24 s is empty
+    assert class_colour(7) != class_colour(4) and class_colour(7) == class_colour(7 + 0)
+    # the current event's swatch sits in the panel above the top-5, which moved down
+    assert _has_colour(drawn[: int(50 * h / 480)], class_colour(4)) and not _has_colour(plain, class_colour(4))
+    assert drawn[h - int(30 * h / 480), 5].max() < 128          # the stats panel moved above the strip
+
+
+def test_event_overlay_survives_empty_long_and_old_events():
+    frame = np.full((480, 640, 3), 128, np.uint8)
+    pred = prediction((640, 480))
+    for view in (EventView(0.0, None, ()),                                      # nothing yet
+                 EventView(100.0, (LONG, 3, 99.0), ((99.0, 100.0, 3, LONG),)),  # a very long name
+                 EventView(100.0, None, ((10.0, 20.0, 5, "old"), (60.0, 75.0, 6, "half in view")))):
+        out = render(frame, pred, OverlayInfo(events=view))
+        assert out.shape == frame.shape and out[2, 2].max() < 128
+    strip = out[480 - 10]
+    assert not _has_colour(strip, class_colour(5))                    # ended 80 s ago: outside the horizon
+    # 60-75 s with now 100 s: clipped to 70-75 s, x 0..107 of 640
+    assert tuple(strip[0]) == class_colour(6) and not _has_colour(strip[110:], class_colour(6))
+    tiny = render(np.zeros((48, 64, 3), np.uint8), None, OverlayInfo(events=EventView(5.0, ("x", 0, 1.0), ())))
+    assert tiny.shape == (48, 64, 3)
 
 
 def test_jsonl_lines_are_whole_and_flushed(tmp_path):

@@ -93,7 +93,7 @@ def test_replay_fusion_model_with_timings_and_inference_rate(tmp_path, astronaut
     assert video_info(out)[0] == 10
     rows = read_jsonl(jsonl)
     assert [r["frame"] for r in rows] == [0, 2, 4, 6, 8]            # 5 steps/s of video time
-    assert set(rows[0]["ms"]) == {"capture", "pose", "encode", "head", "draw"}
+    assert set(rows[0]["ms"]) == {"capture", "pose", "encode", "head", "events", "draw"}
     assert rows[-1]["status"] in ("ok", "uncertain") and rows[-1]["person"]
 
 
@@ -229,7 +229,7 @@ def test_live_cli_headless_on_a_video_file(tmp_path, astronaut_video, checkpoint
                               str(tmp_path / "live.mp4"), "--inference-fps", "8", "--duration", "5"])
     assert res.exit_code == 0, res.output
     rows = read_jsonl(jsonl)
-    assert rows and all(set(r["ms"]) == {"capture", "pose", "encode", "head", "draw"} for r in rows)
+    assert rows and all(set(r["ms"]) == {"capture", "pose", "encode", "head", "events", "draw"} for r in rows)
     assert "dropped frames" in text(res) and "end of video" in text(res)
     assert video_info(tmp_path / "live.mp4")[0] == 24
 
