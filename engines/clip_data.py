@@ -15,7 +15,8 @@ from typing import Iterator
 
 import numpy as np
 
-from mgr.train.data import ClipDataset, DatasetConfig, scan_dataset
+from mgr.train.background import BackgroundConfig, scan_with_background
+from mgr.train.data import ClipDataset, DatasetConfig
 from mgr.train.evaluate import compute_metrics
 from mgr.train.metadata import ArtifactMetadata
 from mgr.train.split import resolve_split, select
@@ -42,7 +43,8 @@ class ClipSource:
 
 
 def _dataset(src: ClipSource, metadata: ArtifactMetadata) -> ClipDataset:
-    index = scan_dataset(src.root, src.keypoints_root)
+    index = scan_with_background(src.root, src.keypoints_root, BackgroundConfig.from_train_config(
+        metadata.train_config, metadata.uses_rgb, metadata.uses_skeleton))
     if src.part == "all":
         clips = index.clips
     else:

@@ -9,6 +9,18 @@ import numpy as np
 
 from .data import DatasetIndex, image_size, read_image_rgb, scan_dataset
 from .keypoints_io import KeypointFileError, read_openpose_json
+from .untrimmed import background_gaps, frames_lacking_skeleton, group_videos
+
+
+@dataclass(frozen=True)
+class VideoBackground:
+    video_id: str              # the label CSV's video_id
+    subject: int | None        # its subject
+    num_frames: int | None     # frames in the video (or from its skeleton files); None: unknown
+    clips: int                 # usable labelled intervals (overlapping or out-of-range ones left out)
+    background_s: float        # seconds no labelled interval covers (0 when num_frames is None)
+    gap_frames: int            # those frames
+    lacking_skeleton: int      # gap frames without a per-frame JSON: no background clips there
 
 
 @dataclass
@@ -24,6 +36,16 @@ class DataReport:
     frames_without_person: int = 0
     frames_checked: int = 0
     video_problems: list[str] = field(default_factory=list)   # official layout: unreadable videos, ranges past the end
+    background: list[VideoBackground] = field(default_factory=list)   # official layout: one per video, CSV order
+    interval_problems: list[str] = field(default_factory=list)  # official layout: overlapping or out-of-range intervals
+
+    def background_totals(self) -> dict:
+        """Videos, background seconds, and the videos (and gap frames) lacking per-frame skeletons."""
+        lacking = [b for b in self.background if b.lacking_skeleton]
+        return {"videos": len(self.background), "background_s": sum(b.background_s for b in self.background),
+                "unknown_length": sum(b.num_frames is None for b in self.background),
+                "videos_lacking_skeleton": len(lacking),
+                "frames_lacking_skeleton": sum(b.lacking_skeleton for b in lacking)}
 
     def frame_stats(self) -> dict:
         f = np.asarray(self.frames_per_clip or [0])
@@ -60,7 +82,20 @@ def check_dataset(root: str, keypoints_root: str | None = None, decode_images: b
                 rep.frames_without_person += 1
         if progress:
             progress(i + 1, len(index.clips))
+    if index.layout == "official":
+        _check_background(index, keypoints_root, rep)
     return rep
+
+
+def _check_background(index: DatasetIndex, keypoints_root: str | None, rep: DataReport) -> None:
+    """Official layout: per video, the background (frames outside every labelled interval) and whether its
+    frames have skeletons; and the intervals that overlap an earlier one or leave the video."""
+    for v in group_videos(index, keypoints_root):
+        gaps = background_gaps(v)
+        frames = sum(b - a + 1 for a, b in gaps)
+        rep.background.append(VideoBackground(v.video_id, v.subject, v.num_frames, len(v.clips), frames / v.fps,
+                                              frames, frames_lacking_skeleton(v, gaps)))
+        rep.interval_problems.extend(v.problems)
 
 
 def _check_video_range(clip, video_frames: dict, rep: DataReport) -> None:

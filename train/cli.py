@@ -20,24 +20,45 @@ def _progress() -> Progress:
                     TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn(), console=err)
 
 
-def synth(out: Path = typer.Argument(..., help="Folder to write the synthetic dataset into."),
-          clips: int = typer.Option(320, help="Number of clips (spread over the 32 classes)."),
+def synth(ctx: typer.Context,
+          out: Path = typer.Argument(..., help="Folder to write the synthetic dataset into."),
+          clips: int = typer.Option(320, help="Trimmed set only: number of clips (spread over the 32 classes)."),
           seed: int = typer.Option(0, help="Random seed."),
-          max_frames: int = typer.Option(12, help="Longest clip, in frames.")) -> None:
-    """Generate synthetic iMiGUE (layout 1 + OpenPose JSON). It is NOT real data."""
-    from .synth import SynthConfig, generate
-    with _progress() as p:
-        task = p.add_task("synth", total=clips, info="")
-        generate(out, SynthConfig(clips=clips, seed=seed, max_frames=max_frames),
-                 progress=lambda d, t: p.update(task, completed=d))
-    stdout.print(f"wrote {clips} [yellow]synthetic[/yellow] clips to {out} (see {out}/README.md)")
+          max_frames: int = typer.Option(12, help="Trimmed set only: longest clip, in frames."),
+          untrimmed: bool = typer.Option(False, help="Write untrimmed videos in the official layout (labels.csv, "
+                                         "videos/, skeleton/ for every frame, protocol.json) instead of clips."),
+          videos: int = typer.Option(40, help="Untrimmed set only: number of videos (25-45 s each).")) -> None:
+    """Generate synthetic iMiGUE (layout 1 + OpenPose JSON, or --untrimmed: layout 3). It is NOT real data."""
+    from .synth import SynthConfig, UntrimmedConfig, generate, generate_untrimmed
+    given = {n for n in ("clips", "max_frames", "videos")
+             if getattr(ctx.get_parameter_source(n), "name", "") == "COMMANDLINE"}
+    ignored = sorted(given & ({"clips", "max_frames"} if untrimmed else {"videos"}))
+    if ignored:
+        err.print(f"[yellow]ignored for the {'untrimmed' if untrimmed else 'trimmed'} set: "
+                  f"{', '.join('--' + n.replace('_', '-') for n in ignored)}[/]")
+    with user_errors(), _progress() as p:
+        task = p.add_task("synth", total=videos if untrimmed else clips, info="")
+        tick = lambda d, t: p.update(task, completed=d)  # noqa: E731
+        if untrimmed:
+            generate_untrimmed(out, UntrimmedConfig(videos=videos, seed=seed), progress=tick)
+        else:
+            generate(out, SynthConfig(clips=clips, seed=seed, max_frames=max_frames), progress=tick)
+    if untrimmed:
+        with open(out / "labels.csv", newline="") as fh:
+            intervals = sum(1 for _ in fh) - 1
+        stdout.print(f"wrote {videos} [yellow]synthetic[/yellow] untrimmed videos with {intervals} labelled intervals "
+                     f"to {out} (official layout; see {out}/README.md)")
+    else:
+        stdout.print(f"wrote {clips} [yellow]synthetic[/yellow] clips to {out} (see {out}/README.md)")
 
 
 def check_data(path: Path = typer.Argument(..., help="Dataset folder (any supported layout)."),
                keypoints: Optional[Path] = typer.Option(None, help="Parallel keypoint tree."),
                decode: bool = typer.Option(False, help="Decode every image fully (slower, finds more)."),
-               show: int = typer.Option(10, help="How many problem lines to print per kind.")) -> None:
-    """Report layout, clips per class, frames per clip and every missing or corrupt file."""
+               show: int = typer.Option(10, help="How many problem lines to print per kind, and video rows of the "
+                                        "background table (official layout).")) -> None:
+    """Report layout, clips per class, frames per clip and every missing or corrupt file; in the official layout
+    also each video's background (frames outside every labelled interval) and the overlapping intervals."""
     from .checkdata import check_dataset
     from .classes import imigue_classes
     with user_errors(), _progress() as p:      # DatasetError is a ValueError
@@ -63,9 +84,28 @@ def check_data(path: Path = typer.Argument(..., help="Dataset folder (any suppor
     s.add_row("keypoint files missing", str(rep.missing_keypoints))
     s.add_row("keypoint files corrupt", str(len(rep.corrupt_keypoints)))
     s.add_row("frames without a person (incl. missing)", str(rep.frames_without_person))
+    if rep.layout == "official":
+        tot = rep.background_totals()
+        s.add_row("interval problems (overlaps, past the end)", str(len(rep.interval_problems)))
+        s.add_row("background (no labelled interval)", f"{tot['background_s']:.1f} s in {tot['videos']} videos")
+        s.add_row("videos lacking skeletons in their gaps", str(tot["videos_lacking_skeleton"]))
     stdout.print(s)
-    for title, lines in (("layout", rep.problems), ("images", rep.unreadable_images), ("keypoints", rep.corrupt_keypoints),
-                         ("videos", rep.video_problems)):
+    if rep.layout == "official":
+        # the videos that cannot give background clips first, worst first; then the rest in label-file order
+        rows = sorted(rep.background, key=lambda b: -b.lacking_skeleton)
+        b = Table(title=f"background per video ({min(show, len(rows))} of {len(rows)} shown): "
+                        f"{tot['background_s']:.1f} s, {tot['frames_lacking_skeleton']} gap frames without a skeleton "
+                        f"in {tot['videos_lacking_skeleton']} videos")
+        for col in ("video", "subject", "frames", "intervals", "background s", "gap frames lacking JSON"):
+            b.add_column(col)
+        for r in rows[:show]:
+            miss = f"[red]{r.lacking_skeleton}[/red]" if r.lacking_skeleton else "0"
+            frames = str(r.num_frames) if r.num_frames is not None else "[yellow]unknown[/]"
+            b.add_row(r.video_id, str(r.subject), frames, str(r.clips), f"{r.background_s:.1f}", f"{miss} of {r.gap_frames}")
+        stdout.print(b)
+    for title, lines in (("layout", rep.problems), ("images", rep.unreadable_images),
+                         ("keypoints", rep.corrupt_keypoints), ("videos", rep.video_problems),
+                         ("intervals", rep.interval_problems)):
         for line in lines[:show]:
             stdout.print(f"[yellow]{title}:[/yellow] {line}")
         if len(lines) > show:
@@ -117,6 +157,10 @@ def train(ctx: typer.Context,
           freeze_backbone: bool = typer.Option(False, help="Keep the ResNet18 encoder fixed."),
           cache_frames: Optional[Path] = typer.Option(None, help="Cache decoded, resized frames here."),
           device: str = device_option("auto"),
+          background: bool = typer.Option(False, help="Add a learned 'no gesture' class (index 32), cut from the "
+                                          "frames between labelled intervals (official layout only)."),
+          background_clips: Optional[int] = typer.Option(None, help="With --background: how many 'no gesture' "
+                                                         "clips (default: a quarter of the labelled clips)."),
           resume: Optional[Path] = typer.Option(None, help="Continue the interrupted run in this folder.")) -> None:
     """Train the fusion model or an ablation (reference report defaults). Works under torchrun."""
     from .fit import TrainConfig, fit
@@ -148,7 +192,8 @@ def train(ctx: typer.Context,
                           balanced_sampler=balanced_sampler, amp=amp, workers=workers, seed=seed, split=split,
                           protocol=str(protocol) if protocol else None, val_fraction=val_fraction, pretrained=str(pretrained) if pretrained else None,
                           allow_download=download, freeze_backbone=freeze_backbone,
-                          cache_dir=str(cache_frames) if cache_frames else None, device=device)
+                          cache_dir=str(cache_frames) if cache_frames else None, device=device,
+                          background=background, background_clips=background_clips)
         out = out or Path("runs") / modality
     try:
         with user_errors(FloatingPointError), _progress() as p:   # CheckpointError and DatasetError are ValueErrors

@@ -26,8 +26,9 @@ from torch.utils.data import DataLoader, DistributedSampler, RandomSampler, Weig
 
 from .atomic import atomic_write, atomic_write_json
 from .checkpoint import CheckpointError, build_metadata, read_checkpoint, save_checkpoint
-from .classes import NUM_CLASSES, class_names
-from .data import ClipDataset, DatasetConfig, fit_keypoint_stats, median_clip_seconds, scan_dataset
+from .background import BackgroundConfig, run_class_names, scan_with_background
+from .classes import class_names
+from .data import ClipDataset, DatasetConfig, fit_keypoint_stats, median_clip_seconds
 from .device import torch_device
 from .evaluate import compute_metrics, forward_batch, predict_loader, topk_correct
 from .model import FusionConfig, MicroGestureNet, check_modality, load_imagenet_weights
@@ -62,6 +63,9 @@ class TrainConfig:
     device: str = "auto"                  # auto | cpu | cuda
     reference_size: tuple[int, int] = DEFAULT_PREPROCESSING.reference_size  # skeleton reference frame (w, h)
     max_steps_per_epoch: int | None = None  # cap steps (smoke tests, benchmarks)
+    background: bool = False              # add the learned "no gesture" class (index 32), cut from the gaps
+                                          # between labelled intervals of official-layout videos
+    background_clips: int | None = None   # how many background clips; None: a quarter of the labelled clips
 
 
 StepCallback = Callable[[str, dict], None]
@@ -91,6 +95,8 @@ def validate_config(cfg: TrainConfig, world: int) -> None:
                          "(--split random is the report's fixed 60/20/20)")
     if cfg.protocol:
         load_protocol(cfg.protocol)
+    if cfg.background_clips is not None and (not cfg.background or cfg.background_clips < 1):
+        raise ValueError(f"--background-clips {cfg.background_clips}: needs --background and at least 1 clip")
     if cfg.pretrained and not Path(cfg.pretrained).is_file():
         raise ValueError(f"--pretrained {cfg.pretrained}: no such file (a torchvision resnet18 state_dict)")
     if cfg.balanced_sampler and world > 1:
@@ -172,7 +178,7 @@ def build_loader(ds: ClipDataset, cfg: TrainConfig, train: bool, epoch: int, dev
             sampler = DistributedSampler(ds, num_replicas=world, rank=rank, shuffle=True, seed=cfg.seed)
             sampler.set_epoch(epoch)
         elif cfg.balanced_sampler:
-            counts = np.bincount([c.label for c in ds.clips], minlength=NUM_CLASSES)
+            counts = np.bincount([c.label for c in ds.clips], minlength=len(run_class_names(cfg.background)))
             weights = [1.0 / counts[c.label] for c in ds.clips]
             sampler = WeightedRandomSampler(weights, len(ds), replacement=True, generator=g)
         else:
@@ -184,15 +190,16 @@ def build_loader(ds: ClipDataset, cfg: TrainConfig, train: bool, epoch: int, dev
 def loss_function(cfg: TrainConfig, train_clips, device: torch.device) -> nn.Module:
     weight = None
     if cfg.class_weights:
-        counts = np.bincount([c.label for c in train_clips], minlength=NUM_CLASSES).astype(np.float64)
-        w = np.where(counts > 0, counts.sum() / (NUM_CLASSES * np.maximum(counts, 1)), 0.0)
+        n = len(run_class_names(cfg.background))
+        counts = np.bincount([c.label for c in train_clips], minlength=n).astype(np.float64)
+        w = np.where(counts > 0, counts.sum() / (n * np.maximum(counts, 1)), 0.0)
         weight = torch.tensor(w, dtype=torch.float32, device=device)
     return nn.CrossEntropyLoss(weight=weight, label_smoothing=cfg.label_smoothing)
 
 
 def build_model(cfg: TrainConfig) -> tuple[MicroGestureNet, str]:
     check_modality(cfg.modality)
-    model = MicroGestureNet(FusionConfig(modality=cfg.modality))
+    model = MicroGestureNet(FusionConfig(modality=cfg.modality, num_classes=len(run_class_names(cfg.background))))
     source = load_imagenet_weights(model, cfg.pretrained, cfg.allow_download)
     if cfg.freeze_backbone and model.rgb is not None:
         model.rgb.encoder.requires_grad_(False)
@@ -352,7 +359,7 @@ def _evaluate_val(model, val_ds, cfg, epoch, device, rank, features=None) -> dic
     t0 = time.perf_counter()
     logits, labels, loss = predict_loader(model, build_loader(val_ds, cfg, False, epoch, device, 1, 0), device,
                                           features)
-    m = compute_metrics(logits, labels, class_names())
+    m = compute_metrics(logits, labels, run_class_names(cfg.background))
     return {"val_loss": loss, "val_top1": m["top1"], "val_top5": m["top5"],
             "val_mean_class_accuracy": m["mean_class_accuracy"], "eval_seconds": time.perf_counter() - t0}
 
@@ -367,7 +374,9 @@ def fit(data_root: str, out: str | os.PathLike, cfg: TrainConfig, keypoints_root
     _check_run_folder(out, resume)
     device = _init_distributed(cfg, world, local_rank)
     torch.manual_seed(cfg.seed)
-    index = scan_dataset(data_root, keypoints_root)
+    background = (BackgroundConfig(cfg.background_clips, seed=cfg.seed, uses_rgb=check_modality(cfg.modality) != "skeleton",
+                                   uses_skeleton=cfg.modality != "rgb") if cfg.background else None)
+    index = scan_with_background(data_root, keypoints_root, background)
     split = prepare_split(index.clips, out, cfg, split_file, resume)
     train_clips, val_clips = select(index.clips, split, "train"), select(index.clips, split, "val")
     if not train_clips:
@@ -387,8 +396,8 @@ def fit(data_root: str, out: str | os.PathLike, cfg: TrainConfig, keypoints_root
         state, prep = _resume(out, model, optimizer, scheduler, scaler)
     else:
         state, prep = RunState(), new_preprocessing(cfg, model, train_clips)
-    meta_args = dict(cfg=model.cfg, class_names=class_names(), preprocessing=prep,
-                     clip_seconds=median_clip_seconds(train_clips),
+    meta_args = dict(cfg=model.cfg, class_names=run_class_names(cfg.background), preprocessing=prep,
+                     clip_seconds=median_clip_seconds([c for c in train_clips if c.label < len(class_names())]),
                      train_config={**asdict(cfg), "data": str(data_root), "weights": weights_source,
                                    "split": split["kind"], "world_size": world})
     cache_features = cfg.freeze_backbone and model.uses_rgb and world == 1

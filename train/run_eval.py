@@ -8,7 +8,8 @@ import torch
 from torch.utils.data import DataLoader
 
 from .checkpoint import load_model
-from .data import ClipDataset, DatasetConfig, scan_dataset
+from .background import BackgroundConfig, scan_with_background
+from .data import ClipDataset, DatasetConfig
 from .device import torch_device
 from .evaluate import compute_metrics, plot_confusion, predict_loader, write_json
 from .split import resolve_split, select
@@ -35,7 +36,8 @@ def evaluate_checkpoint(checkpoint: str, data_root: str, part: str = "test", out
     dev = resolve_device(device)
     model, meta = load_model(checkpoint)
     model.to(dev)
-    index = scan_dataset(data_root, keypoints_root)
+    index = scan_with_background(data_root, keypoints_root, BackgroundConfig.from_train_config(
+        meta.train_config, model.uses_rgb, model.uses_skeleton))
     if part == "all":
         clips, split_source = index.clips, "all clips"
     else:
