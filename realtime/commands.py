@@ -22,6 +22,7 @@ from mgr.train.clikit import JSON_OPT, POSE_MODEL_OPT, err, fail, out as stdout,
 from mgr.train.registry import latest_model
 
 from .extract import ExtractConfig, plan_extract, run_extract
+from .events import EventConfig
 from .pipeline import STAGES, LiveConfig
 from .pose import PoseConfig
 from .posemodel import PoseModelError, resolve_pose_model
@@ -77,15 +78,25 @@ def _print_summary(summary, title: str) -> None:
     stdout.print(table)
     stdout.print(f"{summary.frames} frames at {summary.display_fps:.1f} fps, {summary.steps} inference steps "
                  f"at {summary.inference_fps:.1f}/s, person in {summary.steps_with_person}, "
-                 f"dropped frames {summary.dropped}, frames encoded {summary.encoded_frames}. "
-                 f"Ended: {summary.end_reason}.")
+                 f"dropped frames {summary.dropped}, frames encoded {summary.encoded_frames}, "
+                 f"gesture events {summary.events}. Ended: {summary.end_reason}.")
 
 
-def _outputs(save: Optional[Path], jsonl: Optional[Path], fps: float, size, log_timings: bool, timed: bool = False):
+def _check_outputs(save: Optional[Path], jsonl: Optional[Path], events: Optional[Path]) -> None:
+    """Every output path, checked before a camera, video or model opens."""
+    from .outputs import check_output_path
+    for path, what in ((save, "annotated video"), (jsonl, "predictions"), (events, "event log")):
+        if path is not None:
+            check_output_path(path, what)
+
+
+def _outputs(save: Optional[Path], jsonl: Optional[Path], fps: float, size, log_timings: bool, timed: bool = False,
+             events: Optional[Path] = None):
     from .outputs import JsonlSink, VideoSink
     from .runner import Outputs
     video = VideoSink(save, fps, size, timed=timed) if save is not None else None
-    return Outputs(video, JsonlSink(jsonl) if jsonl is not None else None, log_timings)
+    return Outputs(video, JsonlSink(jsonl) if jsonl is not None else None, log_timings,
+                   JsonlSink(events) if events is not None else None)
 
 
 def _window(title: str):
@@ -115,6 +126,19 @@ THRESH_OPT = typer.Option(0.2, "--threshold", min=0.0, max=1.0, help="Top-1 prob
 THREADS_OPT = threads_option(1)
 MIRROR_OPT = typer.Option(False, "--mirror", help="Selfie view: flip the display (the model sees the unflipped frame).")
 JSONL_OPT = typer.Option(None, "--jsonl", help="Write one JSON line per inference step here.")
+ENTER_OPT = typer.Option(EventConfig.enter, "--event-enter", min=0.0, max=1.0, help="Probability at which a gesture class opens an event.")
+EXIT_OPT = typer.Option(EventConfig.exit, "--event-exit", min=0.0, max=1.0, help="Probability under which an open event ends (hysteresis).")
+CONFIRM_OPT = typer.Option(EventConfig.min_enter_s, "--event-confirm", min=0.0, help="Seconds a class must lead before its event opens.")
+MIN_EVENT_OPT = typer.Option(EventConfig.min_duration_s, "--event-min", min=0.0, help="Events shorter than this many seconds are dropped.")
+MERGE_OPT = typer.Option(EventConfig.merge_gap_s, "--event-merge", min=0.0, help="Same-class events closer than this many seconds merge.")
+
+
+def _event_config(enter: float, exit_: float, confirm: float, min_s: float, merge: float) -> EventConfig:
+    return EventConfig(enter=enter, exit=exit_, min_enter_s=confirm, min_duration_s=min_s, merge_gap_s=merge)
+
+
+EVENTS_OPT = typer.Option(None, "--events", help="Write one JSON line per micro-gesture event (start, end, class, "
+                          "confidence) here. A gesture still open at the end is closed with \"truncated\": true.")
 
 
 def live(
@@ -128,22 +152,26 @@ def live(
     smooth: int = SMOOTH_OPT, threshold: float = THRESH_OPT, mirror: bool = MIRROR_OPT,
     headless: bool = typer.Option(False, "--headless", "--no-display", help="No window (servers, CI)."),
     save: Optional[Path] = typer.Option(None, "--save", help="Write the annotated video (.mp4) here."),
-    jsonl: Optional[Path] = JSONL_OPT, threads: int = THREADS_OPT,
+    jsonl: Optional[Path] = JSONL_OPT, events: Optional[Path] = EVENTS_OPT, threads: int = THREADS_OPT,
     duration: Optional[float] = typer.Option(None, "--duration", min=0.1, help="Stop after this many seconds."),
     reconnects: int = typer.Option(3, "--reconnects", min=0, help="Reconnect attempts when a camera or stream drops."),
+    event_enter: float = ENTER_OPT, event_exit: float = EXIT_OPT, event_confirm: float = CONFIRM_OPT,
+    event_min: float = MIN_EVENT_OPT, event_merge: float = MERGE_OPT,
 ) -> None:
     """Recognise micro-gestures live from a camera (or stream, file, folder), with an overlay."""
     given = [s for s in (camera, video, url, images) if s is not None]
     if len(given) != 1:
         raise fail("give exactly one of --camera INDEX, --video PATH, --url URL, --images DIR")
-    cfg = LiveConfig(window_s=window, inference_fps=inference_fps, smooth=smooth, threshold=threshold, mirror=mirror)
     with user_errors(*REALTIME_USER_ERRORS):
+        cfg = LiveConfig(window_s=window, inference_fps=inference_fps, smooth=smooth, threshold=threshold, mirror=mirror,
+                         events=_event_config(event_enter, event_exit, event_confirm, event_min, event_merge))
         from .runner import run_live
+        _check_outputs(save, jsonl, events)
         source = _open_live_source(camera, video, url, images, reconnects)
         try:
             with _recognizer(model, pose_model, num_poses, threads, cfg) as recognizer:
                 show = None if headless else _window("mgr live (q or Esc quits)")
-                outputs = _outputs(save, jsonl, source.fps or 30.0, None, log_timings=True, timed=True)
+                outputs = _outputs(save, jsonl, source.fps or 30.0, None, log_timings=True, timed=True, events=events)
                 summary = run_live(source, recognizer, cfg, outputs, show, duration)
         finally:
             source.close()
@@ -164,26 +192,30 @@ def _open_live_source(camera, video, url, images, reconnects: int):
 def replay(
     video: Path = typer.Argument(..., help="Video file to annotate."),
     out: Optional[Path] = typer.Option(None, "--out", "--save", help="Annotated video (.mp4): same frame count and fps."),
-    jsonl: Optional[Path] = JSONL_OPT,
+    jsonl: Optional[Path] = JSONL_OPT, events: Optional[Path] = EVENTS_OPT,
     model: Optional[Path] = MODEL_OPT, pose_model: Optional[Path] = POSE_MODEL_OPT, num_poses: int = POSES_OPT,
     window: Optional[float] = WINDOW_OPT,
     inference_fps: Optional[float] = typer.Option(None, "--inference-fps", min=0.1, help="Steps per second of video time (default: every frame)."),
     smooth: int = SMOOTH_OPT, threshold: float = THRESH_OPT, mirror: bool = MIRROR_OPT, threads: int = THREADS_OPT,
     timings: bool = typer.Option(False, "--timings", help="Also log per-stage ms in the JSONL (then two runs differ there)."),
+    event_enter: float = ENTER_OPT, event_exit: float = EXIT_OPT, event_confirm: float = CONFIRM_OPT,
+    event_min: float = MIN_EVENT_OPT, event_merge: float = MERGE_OPT,
 ) -> None:
-    """Annotate a recorded video deterministically: every frame, annotated mp4 + JSONL."""
-    cfg = LiveConfig(window_s=window, inference_fps=inference_fps, smooth=smooth, threshold=threshold, mirror=mirror)
+    """Annotate a recorded video deterministically: every frame, annotated mp4 + JSONL (+ events)."""
     with user_errors(*REALTIME_USER_ERRORS):
+        cfg = LiveConfig(window_s=window, inference_fps=inference_fps, smooth=smooth, threshold=threshold, mirror=mirror,
+                         events=_event_config(event_enter, event_exit, event_confirm, event_min, event_merge))
         from .runner import run_replay
+        _check_outputs(out, jsonl, events)
         source = VideoFileSource(video)
         try:
             with _recognizer(model, pose_model, num_poses, threads, cfg) as recognizer:
-                outputs = _outputs(out, jsonl, source.fps or 25.0, source.size, log_timings=timings)
+                outputs = _outputs(out, jsonl, source.fps or 25.0, source.size, log_timings=timings, events=events)
                 summary = _replay_with_progress(source, recognizer, cfg, outputs, run_replay)
         finally:
             source.close()
     _print_summary(summary, f"mgr replay: {video}")
-    for label, path in (("annotated video", out), ("predictions", jsonl)):
+    for label, path in (("annotated video", out), ("predictions", jsonl), ("events", events)):
         if path is not None:
             stdout.print(f"{label}: {path}")
 
@@ -224,10 +256,89 @@ def extract_keypoints(
         stdout.print(f"... and {len(summary.unreadable) - 20} more unreadable files")
 
 
+def evaluate_stream(
+    model: Path = typer.Argument(..., help="Artifact (.pt, .onnx, .engine); a model trained with --background "
+                                 "has a 'no gesture' class."),
+    data: Path = typer.Argument(..., help="Official-layout dataset: label CSV, untrimmed videos and/or per-frame skeletons."),
+    split: str = typer.Option("test", "--split", help="Videos to score: test | val | train (those whose labelled clips "
+                              "all lie in that part of the run's split) | all."),
+    split_file: Optional[Path] = typer.Option(None, "--split-file", help="The run's split.json (default: beside MODEL)."),
+    iou: list[float] = typer.Option(list((0.3, 0.5)), "--iou", help="Temporal IoU a hit needs (repeat for several)."),
+    source: str = typer.Option("auto", "--source", help="auto | video (MediaPipe pose on the video) | skeleton (the "
+                               "dataset's per-frame OpenPose JSON; skeleton models). auto: skeleton where it can."),
+    keypoints: Optional[Path] = typer.Option(None, "--keypoints", help="Parallel skeleton tree (default DATA/skeleton)."),
+    pose_model: Optional[Path] = POSE_MODEL_OPT, window: Optional[float] = WINDOW_OPT, smooth: int = SMOOTH_OPT,
+    inference_fps: Optional[float] = typer.Option(None, "--inference-fps", min=0.1, help="Steps per second of video time (default: every frame)."),
+    threads: int = THREADS_OPT,
+    event_enter: float = ENTER_OPT, event_exit: float = EXIT_OPT, event_confirm: float = CONFIRM_OPT,
+    event_min: float = MIN_EVENT_OPT, event_merge: float = MERGE_OPT,
+    tune: bool = typer.Option(False, "--tune", help="Also search the event settings on these videos (offline, from the "
+                              "same steps) and print the best; tune on validation videos, report on test ones."),
+    json_out: Optional[Path] = JSON_OPT,
+) -> None:
+    """Events of held-out untrimmed videos against their labels: precision, recall, F1 at tIoU, detection delay."""
+    from .evaluate_stream import StreamEvalConfig, iter_runs, score_runs, tune_events
+    with user_errors(*REALTIME_USER_ERRORS):
+        if json_out is not None:
+            from .outputs import check_output_path
+            check_output_path(json_out, "scores")
+        ev = _event_config(event_enter, event_exit, event_confirm, event_min, event_merge)
+        live = LiveConfig(window_s=window, inference_fps=inference_fps, smooth=smooth, events=ev)
+        cfg = StreamEvalConfig(data, split, split_file, tuple(iou), source, live, keypoints)
+        from mgr.engines.backends import load_backend
+        from .runner import pose_stage_factory
+        backend = load_backend(_resolve_model(model), device="cpu", threads=threads)
+        names = list(backend.class_names)
+        make_pose = lambda: pose_stage_factory(resolve_pose_model(pose_model))()   # noqa: E731 (only videos read by pose)
+        videos, chosen_from, runs_iter = iter_runs(backend, make_pose, cfg, [model.parent / "split.json"])
+        err.print(f"{len(videos)} videos ({chosen_from}); "
+                  + ("'no gesture' is a class of this model" if "no gesture" in names else
+                     "[yellow]this model has no 'no gesture' class: events come from the thresholds alone[/]"))
+        runs = []
+        columns = (TextColumn("videos"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn())
+        with Progress(*columns, console=err) as progress:
+            task = progress.add_task("videos", total=len(videos))
+            for r in runs_iter:
+                runs.append(r)
+                progress.advance(task)
+        scores = score_runs(runs, names, cfg.ious).to_dict()
+    result = {"model": str(model), "data": str(data), "videos": [v.video_id for v in videos], "chosen_from": chosen_from,
+              "background_class": "no gesture" in names, "events_config": ev.__dict__, "scores": scores,
+              "sources": sorted({r.source for r in runs}), "seconds": sum(r.seconds for r in runs),
+              "video_seconds": sum(r.video.num_frames / r.video.fps for r in runs)}
+    if tune:
+        result["tuning"] = tune_events(runs, names, ev)[:10]
+    _print_stream_scores(result)
+    if json_out is not None:
+        from mgr.train.atomic import atomic_write_json
+        atomic_write_json(json_out, result)
+        stdout.print(f"figures: {json_out}")
+
+
+def _print_stream_scores(r: dict) -> None:
+    s = r["scores"]
+    table = Table(title=f"mgr evaluate-stream: {len(r['videos'])} videos ({r['chosen_from']}), "
+                        f"{'with' if r['background_class'] else 'without'} a 'no gesture' class")
+    for col in ("tIoU", "events", "labels", "hits", "precision", "recall", "F1", "delay p50 s", "delay p95 s"):
+        table.add_column(col, justify="right")
+    for m in s["by_iou"]:
+        delay = [f"{m[k]:.2f}" if m.get(k) is not None else "-" for k in ("delay_p50", "delay_p95")]
+        table.add_row(f"{m['iou']:g}", str(m["tp"] + m["fp"]), str(m["tp"] + m["fn"]), str(m["tp"]), f"{m['precision']:.3f}",
+                      f"{m['recall']:.3f}", f"{m['f1']:.3f}", *delay)
+    stdout.print(table)
+    stdout.print(f"{r['video_seconds']:.0f} s of video in {r['seconds']:.0f} s; events from {', '.join(r['sources'])}")
+    for row in r.get("tuning", [])[:5]:
+        c = row["config"]
+        stdout.print(f"tuning: F1 {row['f1']:.3f} (delay p50 {row['delay_p50']}) with --event-enter {c['enter']} "
+                     f"--event-exit {c['exit']} --event-confirm {c['min_enter_s']} --event-min {c['min_duration_s']} "
+                     f"--event-merge {c['merge_gap_s']}")
+
+
 def register(app: typer.Typer, bench_app: typer.Typer) -> None:
     """Add this package's commands to ``app`` (and benchmarks to ``bench_app``)."""
     app.command("live")(live)
     app.command("replay")(replay)
+    app.command("evaluate-stream")(evaluate_stream)
     app.command("extract-keypoints")(extract_keypoints)
     bench_app.command("live")(bench_live)
     bench_app.command("soak")(bench_soak)
