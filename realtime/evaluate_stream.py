@@ -163,7 +163,7 @@ class VideoRun:
     video: VideoLabels
     source: str                                         # "video" or "skeleton"
     events: list = field(default_factory=list)         # GestureEvents, in order
-    steps: list = field(default_factory=list)          # (t seconds, frame, probs or None), for offline decoding
+    steps: list = field(default_factory=list)          # (evidence s, frame, probs or None, step s): offline decoding
     seconds: float = 0.0                               # wall time
 
 
@@ -182,7 +182,7 @@ def run_video(backend, make_pose: Callable[[], object], v: VideoLabels, source: 
         recognizer = Recognizer(backend, pose, live)
         try:
             outputs = Outputs(log_timings=False, collected=run.events,
-                              on_step=lambda p: run.steps.append((p.timestamp_ms / 1000.0, p.frame_index, p.probs)))
+                              on_step=lambda p: run.steps.append((*p.evidence, p.probs, p.timestamp_ms / 1000.0)))
             run_replay(frames, recognizer, live, outputs)
         finally:
             recognizer.close()

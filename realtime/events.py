@@ -32,6 +32,11 @@ Rules (``EventConfig`` holds the numbers; "step" is one inference step, times in
   streak after that event's end; a step time earlier than the previous one is clamped to it
   (with one warning), so a jittering clock cannot reorder events.
 
+Times. Each step's probabilities are evidence about a window of past frames, so the live loop
+passes the decoder the centre of the step's window as ``t`` (a sliding window is labelled at
+its centre) and the time the step ran as ``now``. Start and end are therefore evidence times;
+``detected`` is the ``now`` of the step that opened the event, when the event became known.
+
 ``state`` is the open event's class name (from its confirmation on) or ``NO_GESTURE``.
 The defaults are starting points at 10 steps/s; they are to be chosen on the synthetic
 validation videos (``mgr.realtime.stream_metrics`` scores a choice).
@@ -88,6 +93,8 @@ class GestureEvent:
     end_frame: int            # frame of the last step
     truncated: bool = False   # closed because the run ended while it was open
     steps: int = 1            # steps that make up the event (a merge's gap steps excluded)
+    detected: float | None = None   # stream seconds of the step that opened the event: when a consumer
+                                    # first learns of it (start and end are evidence times, see update())
 
     @property
     def duration(self) -> float:
@@ -99,6 +106,8 @@ class GestureEvent:
                "start": round(float(self.start), 4), "end": round(float(self.end), 4),
                "confidence": round(float(self.confidence), 5), "peak": round(float(self.peak), 5),
                "start_frame": int(self.start_frame), "end_frame": int(self.end_frame)}
+        if self.detected is not None:
+            rec["detected"] = round(float(self.detected), 4)
         if self.truncated:
             rec["truncated"] = True
         return rec
@@ -114,11 +123,12 @@ class EventView:   # what the overlay draws
 
 class _Run:
     """A mutable accumulator: a candidate streak or an event being built (internal)."""
-    __slots__ = ("index", "start", "start_frame", "end", "end_frame", "total", "peak", "steps")
+    __slots__ = ("index", "start", "start_frame", "end", "end_frame", "total", "peak", "steps", "detected")
 
     def __init__(self, index: int, t: float, frame: int, p: float):
         self.index, self.start, self.start_frame = index, t, frame
         self.end, self.end_frame, self.total, self.peak, self.steps = t, frame, p, p, 1
+        self.detected: float | None = None
 
     def add(self, t: float, frame: int, p: float) -> None:
         self.end, self.end_frame = t, frame
@@ -167,7 +177,7 @@ class EventDecoder:
 
     def reset(self) -> None:
         """Forget everything: open event, pending event, candidate streak and history."""
-        self._now = 0.0
+        self._now = self._stream_now = 0.0
         self._started = False
         self._warned_clock = False
         self._open: _Run | None = None       # the open event
@@ -180,11 +190,14 @@ class EventDecoder:
     def state(self) -> str:
         return NO_GESTURE if self._open is None else self.names[self._open.index]
 
-    def update(self, t: float, frame: int, probs: np.ndarray | None) -> list[GestureEvent]:
+    def update(self, t: float, frame: int, probs: np.ndarray | None, now: float | None = None) -> list[GestureEvent]:
         """One step. probs: the (num_classes,) probability vector of the step, or None when the
         step had no person / was warming up (an open event then closes at its last step).
-        Returns the events finalised by this step (usually empty)."""
+        ``t`` and ``frame`` place the step's evidence (the live loop passes the centre of its
+        window); ``now`` is the stream time the step ran at (default ``t``), which an event
+        records as ``detected`` when it opens. Returns the events finalised by this step."""
         t = self._clock(float(t))
+        self._stream_now = t if now is None else max(float(now), t)
         out: list[GestureEvent] = []
         if probs is None:
             self._person_lost(out)
@@ -284,6 +297,7 @@ class EventDecoder:
         else:
             self._flush(out)
             self._open = s.copy()
+            self._open.detected = self._stream_now
         self._streak = self._snapshot = None
         log.debug("event opened: %s at %.3f s", self.names[s.index], self._open.start)
 
@@ -325,7 +339,7 @@ class EventDecoder:
             log.debug("dropped %s %.3f-%.3f s: shorter than min_duration_s", self.names[run.index], run.start, run.end)
             return
         event = GestureEvent(self.names[run.index], run.index, run.start, run.end, run.total / run.steps,
-                             run.peak, run.start_frame, run.end_frame, truncated, run.steps)
+                             run.peak, run.start_frame, run.end_frame, truncated, run.steps, run.detected)
         out.append(event)
         self._history.append(event)
 
@@ -338,12 +352,12 @@ class EventDecoder:
             self._history.popleft()
 
 
-def decode_events(steps: Iterable[tuple[float, int, np.ndarray | None]], cfg: EventConfig,
+def decode_events(steps: Iterable[tuple], cfg: EventConfig,
                   class_names: Sequence[str], background_index: int | None) -> list[GestureEvent]:
-    """All events of a finished step stream of ``(t, frame, probs-or-None)``, ``finish()`` included."""
+    """All events of a finished step stream of ``(t, frame, probs-or-None[, now])``, ``finish()`` included."""
     decoder = EventDecoder(cfg, class_names, background_index)
     events: list[GestureEvent] = []
-    for t, frame, probs in steps:
-        events.extend(decoder.update(t, frame, probs))
+    for step in steps:
+        events.extend(decoder.update(*step))
     events.extend(decoder.finish())
     return events

@@ -64,6 +64,7 @@ class Prediction:
     state: str = NO_GESTURE                  # the open event's class name, or "no gesture"
     events: tuple[GestureEvent, ...] = ()    # events this step finalised (usually none)
     event_view: EventView | None = None      # the open event and the recent ones, for the overlay
+    evidence: tuple[float, int] | None = None   # (seconds, frame) the decoder placed this step at: its window's centre
 
 
 def resolve_window(window_s: float | None, clip_seconds: float | None) -> float:
@@ -150,6 +151,30 @@ class FrameHistory:
         self.times.clear()
         self.rgb.clear()
         self.skeleton.clear()
+
+
+class StepClock:
+    """Times and frame numbers of the recent steps: where the centre of a step's window falls."""
+
+    def __init__(self):
+        self._times: deque[float] = deque()
+        self._frames: deque[int] = deque()
+
+    def centre(self, t_ms: float, index: int, window_s: float) -> tuple[float, int]:
+        """(t_ms - window/2, the frame number of the step nearest that time); remembers this step."""
+        self._times.append(t_ms)
+        self._frames.append(index)
+        target = t_ms - window_s * 500.0
+        while len(self._times) > 1 and self._times[1] <= target:     # keep one step at or before the centre
+            self._times.popleft()
+            self._frames.popleft()
+        if len(self._times) > 1 and abs(self._times[1] - target) < abs(self._times[0] - target):
+            return target, self._frames[1]
+        return target, self._frames[0]
+
+    def reset(self) -> None:
+        self._times.clear()
+        self._frames.clear()
 
 
 def _ms(t0: float) -> float:
@@ -248,6 +273,7 @@ class Recognizer:
         # decoder's thresholds alone decide when a gesture is on
         self.background_index = self.class_names.index(BACKGROUND_NAME) if BACKGROUND_NAME in self.class_names else None
         self.decoder = EventDecoder(cfg.events, self.class_names, self.background_index)
+        self._steps = StepClock()
         self.encoded_frames = 0   # frames through the encoder, to check "encoded once"
         # Pose and the frame encoder need only the framed crop, so they can run at once: on
         # our 2-core machine this cut a step from ~100 to ~65 ms (README "Live loop figures"). The
@@ -281,10 +307,16 @@ class Recognizer:
         return Prediction(status, top, kp_frame, **base, probs=probs, **self._events(frame, probs, ms))
 
     def _events(self, frame: Frame, probs: np.ndarray | None, ms: dict) -> dict:
-        """Feed the step to the event decoder (None: no person, or warming up): the Prediction's state and events."""
+        """Feed the step to the event decoder (None: no person, or warming up): the Prediction's state and events.
+
+        The step's probabilities describe the window that ends at this frame, so the decoder places
+        them at the window's centre (README "Events"); the step's own time is when an event is detected.
+        """
         t0 = time.perf_counter()
-        events = tuple(self.decoder.update(frame.timestamp_ms / 1000.0, frame.index, probs))
-        out = {"state": self.decoder.state, "events": events, "event_view": self.decoder.view()}
+        t_centre, frame_centre = self._steps.centre(frame.timestamp_ms, frame.index, self.window_s)
+        events = tuple(self.decoder.update(t_centre / 1000.0, frame_centre, probs, now=frame.timestamp_ms / 1000.0))
+        out = {"state": self.decoder.state, "events": events, "event_view": self.decoder.view(),
+               "evidence": (t_centre / 1000.0, frame_centre)}
         ms[EVENTS_STAGE] = _ms(t0)
         return out
 
@@ -313,6 +345,7 @@ class Recognizer:
         self.history.reset()
         self.smoother.reset()
         self.decoder.reset()
+        self._steps.reset()
         if hasattr(self.pose, "reset"):
             self.pose.reset()
 

@@ -29,10 +29,12 @@ The rule implemented here, exactly:
   precision = tp / (tp + fp), recall = tp / (tp + fn), F1 = 2PR / (P + R); each is 0 where it
   is undefined (no events, no labels, or P + R = 0).
 * Per-class F1 uses the same counts restricted to one class, for classes with labels or events.
-* Detection delay of a hit = event start - label start (seconds; negative when the event began
-  first); p50 / p95 by linear interpolation, None without hits. The decoder back-dates an event
-  to its candidate's first step, so this measures where the event was placed, not when it was
-  reported (that is later by about ``EventConfig.min_enter_s``).
+* Detection delay of a hit = the stream time at which the event was reported (``detected``: the
+  step that opened it) - label start, in seconds; p50 / p95 by linear interpolation, None
+  without hits. It is when a program fed by the events learns of the gesture, so it includes
+  the window the model needs, the confirmation time and the step rate. (An event's ``start`` is
+  placed earlier, at the evidence: the centre of its first window.) An event without
+  ``detected`` (made by hand) counts from its start.
 """
 from __future__ import annotations
 
@@ -159,7 +161,8 @@ def _score_at(videos, iou: float, class_names, seen: dict) -> ThresholdScores:
             per_class.setdefault(lab.index, [0, 0, 0])[2] += 1
         for i, j, _ in match(events, labels, iou):
             per_class[labels[i].index][0] += 1
-            delays.append(events[j].start - labels[i].start)
+            ev = events[j]
+            delays.append((ev.detected if ev.detected is not None else ev.start) - labels[i].start)
     tp = sum(c[0] for c in per_class.values())
     n_events = sum(c[1] for c in per_class.values())
     n_labels = sum(c[2] for c in per_class.values())

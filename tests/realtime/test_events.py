@@ -249,3 +249,18 @@ def test_a_clock_that_steps_back_cannot_reorder_events():
     stream[8] = (0.1, 8, QUIET)                                   # a late timestamp
     events = decode(stream)
     assert [e.index for e in events] == [A, B] and events[0].end <= events[1].start
+
+
+def test_detected_is_the_stream_time_of_the_opening_step_and_a_merge_keeps_the_first():
+    # evidence placed 0.8 s before each step ran (a 1.6 s window's centre), as the live loop does
+    lag = 0.8
+    stream = [(t - lag, f, probs, t) for t, f, probs in
+              steps((5, QUIET), (6, p(A=0.9)), (2, QUIET), (6, p(A=0.9)), (10, QUIET))]
+    events = decode(stream)
+    assert len(events) == 1 and events[0].index == A                       # 0.2 s gap < merge_gap_s: one event
+    e = events[0]
+    assert e.start == pytest.approx(0.5 - lag) and e.end == pytest.approx(1.8 - lag)
+    assert e.detected == pytest.approx(0.5 + 0.2)           # the step that held A for min_enter_s, unshifted
+    assert e.to_record()["detected"] == pytest.approx(0.7)
+    # without ``now`` the evidence time is the stream time
+    assert decode(steps((5, QUIET), (6, p(A=0.9)), (10, QUIET)))[0].detected == pytest.approx(0.7)

@@ -66,11 +66,14 @@ def test_replay_writes_one_event_per_gesture_and_the_state_per_step(tmp_path):
     summary, events, steps = run(run_replay, clip_video(tmp_path), SCRIPT, tmp_path, "r")
     assert summary.events == 1 and len(events) == 1
     ev = events[0]
-    assert list(ev) == EVENT_KEYS
+    assert list(ev) == EVENT_KEYS + ["detected"]
     name = class_names()[7]
     assert ev["class"] == name and ev["index"] == 7
-    assert ev["start_frame"] == 13 and ev["end_frame"] == 32          # clips 10..29 ran on frames 13..32
-    assert ev["start"] == pytest.approx(13 / FPS) and ev["end"] == pytest.approx(32 / FPS)
+    # clips 10..29 ran on frames 13..32; each is placed at the centre of its 0.12 s window (1.5 frames back)
+    assert ev["start"] == pytest.approx(13 / FPS - 0.06) and ev["end"] == pytest.approx(32 / FPS - 0.06)
+    assert abs(ev["start_frame"] - 11.5) == 0.5 and abs(ev["end_frame"] - 30.5) == 0.5
+    # reported on the step that confirmed it: min_enter_s (0.08 s) after its first step
+    assert ev["detected"] == pytest.approx(15 / FPS)
     assert ev["peak"] > 0.98 and ev["confidence"] > 0.98   # softmax of a logit 8 over 33 classes
     states = [s["state"] for s in steps]
     assert states[:13] == [NO_GESTURE] * 13
@@ -92,7 +95,7 @@ def test_live_and_replay_of_the_same_file_give_the_same_events(tmp_path):
 def test_a_gesture_still_open_at_the_end_is_closed_as_truncated(tmp_path):
     summary, events, _ = run(run_replay, clip_video(tmp_path), [None] * 20 + [5] * 60, tmp_path, "t")
     assert len(events) == 1 and events[0]["truncated"] is True
-    assert events[0]["end_frame"] == 59 and events[0]["index"] == 5
+    assert abs(events[0]["end_frame"] - 57.5) == 0.5 and events[0]["index"] == 5   # the last window's centre
 
 
 def test_a_video_without_a_person_gives_no_events(tmp_path):
