@@ -305,7 +305,8 @@ def evaluate_stream(
     result = {"model": str(model), "data": str(data), "videos": [v.video_id for v in videos], "chosen_from": chosen_from,
               "background_class": "no gesture" in names, "events_config": ev.__dict__, "scores": scores,
               "sources": sorted({r.source for r in runs}), "seconds": sum(r.seconds for r in runs),
-              "video_seconds": sum(r.video.num_frames / r.video.fps for r in runs)}
+              "video_seconds": sum(r.video.num_frames / r.video.fps for r in runs),
+              "events": {r.video.video_id: [e.to_record() for e in r.events] for r in runs}}
     if tune:
         result["tuning"] = tune_events(runs, names, ev)[:10]
     _print_stream_scores(result)

@@ -207,15 +207,20 @@ class UntrimmedConfig:
     seconds: tuple[float, float] = (25.0, 45.0)        # video length range
     gesture_seconds: tuple[float, float] = (0.8, 3.5)  # labelled interval length range
     gesture_median_s: float = 1.6                      # median interval (log-normal, clipped to the range)
-    gap_seconds: tuple[float, float] = (1.0, 6.0)      # idle stretch before each gesture (and >= the minimum after the last)
+    gap_seconds: tuple[float, float] = (1.0, 3.0)      # idle stretch before each gesture (and >= the minimum after the last)
     videos_per_subject: int = 4                        # subjects = videos // this, at least 2 when there are 2+ videos
     test_fraction: float = 0.3                         # share of subjects in protocol.json's test part
     fidgets_per_s: float = 0.1                         # small non-class movements (nod, hand shift) in idle stretches
     missing_joint_rate: float = 0.05                   # detector noise of the JSON, as in SynthConfig
     empty_frame_rate: float = 0.03                     # frames where "OpenPose" found nobody
     jitter_px: float = 1.5                             # keypoint noise, pixels
+    classes: tuple[int, ...] = ()                      # class indices the gestures cycle over; () = all 32
+                                                       # (a few classes make a small set a short test can learn)
 
     def __post_init__(self):
+        if any(not 0 <= c < NUM_CLASSES for c in self.classes) or len(set(self.classes)) != len(self.classes):
+            raise ValueError(f"untrimmed synth: classes must be distinct indices in 0..{NUM_CLASSES - 1}, "
+                             f"got {self.classes}")
         ranges = {"seconds": self.seconds, "gesture_seconds": self.gesture_seconds, "gap_seconds": self.gap_seconds}
         bad = [k for k, (lo, hi) in ranges.items() if not 0 < lo <= hi]
         if self.videos < 1 or self.fps <= 0 or self.videos_per_subject < 1 or bad:
@@ -246,10 +251,12 @@ def _subjects(cfg: UntrimmedConfig, rng: np.random.Generator) -> np.ndarray:
     return rng.permutation(np.arange(n) % count) + 1
 
 
-def _class_cycle(rng: np.random.Generator):
-    """Class indices, all 32 in a shuffled order, again and again: every class appears in a set of 32+ gestures."""
+def _class_cycle(rng: np.random.Generator, classes: tuple[int, ...] = ()):
+    """Class indices, all (of ``classes``, default the 32) in a shuffled order, again and again: every
+    class appears in a set of 32+ gestures."""
+    pool = np.array(classes or range(NUM_CLASSES))
     while True:
-        yield from rng.permutation(NUM_CLASSES).tolist()
+        yield from pool[rng.permutation(len(pool))].tolist()
 
 
 def _gesture_frames(cfg: UntrimmedConfig, rng: np.random.Generator) -> int:
@@ -274,7 +281,7 @@ def _plan_video(i: int, subject: int, cfg: UntrimmedConfig, rng: np.random.Gener
 def plan_untrimmed(cfg: UntrimmedConfig) -> list[VideoPlan]:
     """Every video's length, subject and labelled intervals; cheap, so the labels never wait for pixels."""
     rng = np.random.default_rng([cfg.seed, _STREAM_TAG])
-    subjects, classes = _subjects(cfg, rng), _class_cycle(rng)
+    subjects, classes = _subjects(cfg, rng), _class_cycle(rng, cfg.classes)
     return [_plan_video(i, subjects[i], cfg, rng, classes) for i in range(cfg.videos)]
 
 

@@ -102,7 +102,7 @@ def test_plan_of_forty_videos():
         assert 25 * 25 <= p.frames <= 45 * 25
         bounds = [-1] + [x for g in p.gestures for x in (g.start, g.end)] + [p.frames]
         idle = np.diff(bounds)[::2] - 1                                       # frames before, between, after
-        assert idle.min() >= 25 and idle[:-1].max() <= 6 * 25 + 1
+        assert idle.min() >= 25 and idle[:-1].max() <= 3 * 25 + 1
     per_subject = np.bincount([p.subject for p in plans])[1:]
     assert len(per_subject) == 10 and per_subject.min() >= 2                # subjects with several videos each
 
