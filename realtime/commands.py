@@ -64,6 +64,11 @@ def _backend_and_pose(model: Optional[Path], pose_model: Optional[Path], num_pos
     return backend, pose_stage_factory(resolve_pose_model(pose_model), num_poses)
 
 
+def _ms(value: float) -> str:
+    """Milliseconds to one decimal, or three under 1 ms (the event decoder takes microseconds)."""
+    return f"{value:.1f}" if value >= 1.0 else f"{value:.3f}"
+
+
 def _print_summary(summary, title: str) -> None:
     table = Table(title=title)
     table.add_column("stage")
@@ -71,7 +76,7 @@ def _print_summary(summary, title: str) -> None:
         table.add_column(col, justify="right")
     for stage, p in summary.stage_ms.items():
         if p:
-            table.add_row(stage, f"{p['p50']:.1f}", f"{p['p95']:.1f}", f"{p['mean']:.1f}")
+            table.add_row(stage, _ms(p["p50"]), _ms(p["p95"]), _ms(p["mean"]))
     if summary.latency_ms:
         lat = summary.latency_ms
         table.add_row("capture -> labels", f"{lat['p50']:.1f}", f"{lat['p95']:.1f}", f"{lat['mean']:.1f}")
@@ -380,7 +385,7 @@ def _print_bench(results: dict) -> None:
     table.add_column("latency p50/p95", justify="right")
     for name in ("replay", "replay_cached_serial", "replay_naive_serial", "live"):
         r = results[name]
-        cells = [f"{r['stage_ms'][s]['p50']:.1f}/{r['stage_ms'][s]['p95']:.1f}" if r["stage_ms"].get(s) else "-"
+        cells = [f"{_ms(r['stage_ms'][s]['p50'])}/{_ms(r['stage_ms'][s]['p95'])}" if r["stage_ms"].get(s) else "-"
                  for s in STAGES]
         lat = r["latency_ms"]
         table.add_row(name, f"{r['display_fps']:.1f}", f"{r['inference_fps']:.1f}", *cells, f"{r['step_ms']:.1f}",
