@@ -70,7 +70,23 @@ def doctor(pose_model: Optional[Path] = POSE_MODEL_OPT,
         raise typer.Exit(1)
 
 
+# options whose value may be left out: `--lsl` alone means `--lsl mgr`
+OPTIONAL_VALUES = {"--lsl": "mgr"}
+
+
+def optional_values(argv: list[str]) -> list[str]:
+    """Give a bare optional-value option its default: the next word is its value unless it starts with '-'."""
+    out = []
+    for i, arg in enumerate(argv):
+        out.append(arg)
+        if arg in OPTIONAL_VALUES and (i + 1 == len(argv) or argv[i + 1].startswith("-")):
+            out.append(OPTIONAL_VALUES[arg])
+    return out
+
+
 def main() -> None:
+    import sys
+    sys.argv = optional_values(sys.argv)
     run(app, prog_name="mgr")      # usage errors exit 2, user errors 2, internal errors 1 (--debug: traceback)
 
 

@@ -49,9 +49,10 @@ def _resolve_model(model: Optional[Path]) -> Path:
 
 
 def _recognizer(model: Optional[Path], pose_model: Optional[Path], num_poses: int, threads: int, cfg: LiveConfig):
-    """Resolve the model and pose model as the CLI documents, then open the loop's Recognizer."""
-    from .runner import open_recognizer
-    return open_recognizer(_resolve_model(model), resolve_pose_model(pose_model), num_poses, threads, cfg)
+    """Resolve the model and pose model as the CLI documents, then open the Recognizer (the Python API's)."""
+    from .pipeline import Recognizer
+    return Recognizer.from_artifact(_resolve_model(model), pose_model=resolve_pose_model(pose_model),
+                                    num_poses=num_poses, threads=threads, config=cfg)
 
 
 def _backend_and_pose(model: Optional[Path], pose_model: Optional[Path], num_poses: int, threads: int):
@@ -59,7 +60,7 @@ def _backend_and_pose(model: Optional[Path], pose_model: Optional[Path], num_pos
     of fresh pose stages; each run hands both to runner.open_recognizer."""
     from mgr.engines.backends import load_backend
 
-    from .runner import pose_stage_factory
+    from .pipeline import pose_stage_factory
     backend = load_backend(_resolve_model(model), device="cpu", threads=threads)
     return backend, pose_stage_factory(resolve_pose_model(pose_model), num_poses)
 
@@ -69,7 +70,8 @@ def _ms(value: float) -> str:
     return f"{value:.1f}" if value >= 1.0 else f"{value:.3f}"
 
 
-def _print_summary(summary, title: str) -> None:
+def _print_summary(summary, title: str, console=None) -> None:
+    console = console if console is not None else stdout
     table = Table(title=title)
     table.add_column("stage")
     for col in ("p50 ms", "p95 ms", "mean ms"):
@@ -80,11 +82,14 @@ def _print_summary(summary, title: str) -> None:
     if summary.latency_ms:
         lat = summary.latency_ms
         table.add_row("capture -> labels", f"{lat['p50']:.1f}", f"{lat['p95']:.1f}", f"{lat['mean']:.1f}")
-    stdout.print(table)
-    stdout.print(f"{summary.frames} frames at {summary.display_fps:.1f} fps, {summary.steps} inference steps "
-                 f"at {summary.inference_fps:.1f}/s, person in {summary.steps_with_person}, "
-                 f"dropped frames {summary.dropped}, frames encoded {summary.encoded_frames}, "
-                 f"gesture events {summary.events}. Ended: {summary.end_reason}.")
+    console.print(table)
+    console.print(f"{summary.frames} frames at {summary.display_fps:.1f} fps, {summary.steps} inference steps "
+                  f"at {summary.inference_fps:.1f}/s, person in {summary.steps_with_person}, "
+                  f"dropped frames {summary.dropped}, frames encoded {summary.encoded_frames}, "
+                  f"gesture events {summary.events}. Ended: {summary.end_reason}.")
+    if summary.sinks:
+        console.print("outputs: " + "; ".join(f"{name} sent {s['sent']}, dropped {s['dropped']}"
+                                              for name, s in summary.sinks.items()))
 
 
 def _check_outputs(save: Optional[Path], jsonl: Optional[Path], events: Optional[Path]) -> None:
@@ -96,12 +101,60 @@ def _check_outputs(save: Optional[Path], jsonl: Optional[Path], events: Optional
 
 
 def _outputs(save: Optional[Path], jsonl: Optional[Path], fps: float, size, log_timings: bool, timed: bool = False,
-             events: Optional[Path] = None):
-    from .outputs import JsonlSink, VideoSink
-    from .runner import Outputs
-    video = VideoSink(save, fps, size, timed=timed) if save is not None else None
-    return Outputs(video, JsonlSink(jsonl) if jsonl is not None else None, log_timings,
-                   JsonlSink(events) if events is not None else None)
+             events: Optional[Path] = None, sinks: list | None = None, log_keypoints: bool = False):
+    from .runner import file_outputs
+    outputs = file_outputs(save, jsonl, events, fps, size, log_timings, timed)
+    outputs.sinks = list(sinks or [])
+    outputs.log_keypoints = log_keypoints
+    return outputs
+
+
+class _SinkOptions:
+    """The outputs to other programs a live or replay run asks for (README "Outputs to other programs")."""
+
+    def __init__(self, lsl: Optional[str], osc: Optional[str], serve: Optional[str], serve_token: Optional[str],
+                 stdout_json: bool):
+        from .osc import parse_host_port
+        self.lsl, self.stdout_json, self.token = lsl, stdout_json, serve_token
+        # addresses are checked before anything loads
+        self.osc = parse_host_port(osc, "--osc") if osc is not None else None
+        self.serve = parse_host_port(serve, "--serve", "127.0.0.1") if serve is not None else None
+        if serve_token is not None and serve is None:
+            raise ValueError("--serve-token needs --serve [HOST:]PORT")
+
+    @property
+    def console(self):
+        """Where results are printed: stderr when stdout carries the JSON lines."""
+        return err if self.stdout_json else stdout
+
+    def open(self, class_names: list[str], events: EventConfig, rate: float) -> list:
+        """Open every asked-for sink (a bad port or host fails here, before the camera opens); close them on failure."""
+        from .sinks import StdoutSink
+        made = []
+        try:
+            if self.stdout_json:
+                made.append(StdoutSink())
+            if self.osc is not None:
+                from .osc import OscSink
+                made.append(OscSink(*self.osc, min_duration_s=events.min_duration_s))
+            if self.lsl is not None:
+                from .lsl import LslSink
+                made.append(LslSink(self.lsl, class_names, rate))
+            if self.serve is not None:
+                from .serve import WebServer
+                made.append(WebServer(*self.serve, token=self.token, class_names=class_names))
+            opened = []
+            for sink in made:
+                sink.open()
+                opened.append(sink)
+            for sink in opened:
+                if sink.name == "serve":
+                    err.print(f"watch the run at [bold]{sink.url}[/]")
+            return opened
+        except BaseException:
+            for sink in made:
+                sink.close()
+            raise
 
 
 def _window(title: str):
@@ -138,6 +191,21 @@ MIN_EVENT_OPT = typer.Option(EventConfig.min_duration_s, "--event-min", min=0.0,
 MERGE_OPT = typer.Option(EventConfig.merge_gap_s, "--event-merge", min=0.0, help="Same-class events closer than this many seconds merge.")
 
 
+LSL_OPT = typer.Option(None, "--lsl", metavar="[NAME]", help="Lab Streaming Layer outlets: NAME-markers (one JSON "
+                       "event per marker) and NAME (type MicroGesture: class probabilities + 75 Body_25 values per step), "
+                       "stamped at capture time. `--lsl` alone: NAME mgr (put it after the video).")
+OSC_OPT = typer.Option(None, "--osc", metavar="HOST:PORT", help="Send OSC messages (/mgr/top1, /mgr/probs, /mgr/person, "
+                       "/mgr/event/start, /mgr/event/end) over UDP to HOST:PORT.")
+SERVE_OPT = typer.Option(None, "--serve", metavar="[HOST:]PORT", help="Serve a live page at http://HOST:PORT/ and the "
+                         "records at ws://HOST:PORT/ws (host default 127.0.0.1; another host is reachable by anyone "
+                         "on that network: unauthenticated unless --serve-token).")
+TOKEN_OPT = typer.Option(None, "--serve-token", help="Require ?token=TOKEN on every --serve request.")
+STDOUT_JSON_OPT = typer.Option(False, "--stdout-json", help="Step records and event records as JSON lines on stdout "
+                               "(everything else goes to stderr): `mgr replay x.mp4 --stdout-json | jq`.")
+KEYPOINTS_OPT = typer.Option(False, "--log-keypoints", help="Add the 25 Body_25 [x, y, c] (frame pixels) to every "
+                             "step record (JSONL, stdout, sockets).")
+
+
 def _event_config(enter: float, exit_: float, confirm: float, min_s: float, merge: float) -> EventConfig:
     return EventConfig(enter=enter, exit=exit_, min_enter_s=confirm, min_duration_s=min_s, merge_gap_s=merge)
 
@@ -162,6 +230,8 @@ def live(
     reconnects: int = typer.Option(3, "--reconnects", min=0, help="Reconnect attempts when a camera or stream drops."),
     event_enter: float = ENTER_OPT, event_exit: float = EXIT_OPT, event_confirm: float = CONFIRM_OPT,
     event_min: float = MIN_EVENT_OPT, event_merge: float = MERGE_OPT,
+    lsl: Optional[str] = LSL_OPT, osc: Optional[str] = OSC_OPT, serve: Optional[str] = SERVE_OPT,
+    serve_token: Optional[str] = TOKEN_OPT, stdout_json: bool = STDOUT_JSON_OPT, log_keypoints: bool = KEYPOINTS_OPT,
 ) -> None:
     """Recognise micro-gestures live from a camera (or stream, file, folder), with an overlay."""
     given = [s for s in (camera, video, url, images) if s is not None]
@@ -172,15 +242,24 @@ def live(
                          events=_event_config(event_enter, event_exit, event_confirm, event_min, event_merge))
         from .runner import run_live
         _check_outputs(save, jsonl, events)
-        source = _open_live_source(camera, video, url, images, reconnects)
-        try:
-            with _recognizer(model, pose_model, num_poses, threads, cfg) as recognizer:
+        wanted = _SinkOptions(lsl, osc, serve, serve_token, stdout_json)
+        with _recognizer(model, pose_model, num_poses, threads, cfg) as recognizer:
+            # outputs to other programs open before the camera: a port in use fails before it starts
+            sinks = wanted.open(recognizer.class_names, cfg.events, inference_fps)
+            try:
                 show = None if headless else _window("mgr live (q or Esc quits)")
-                outputs = _outputs(save, jsonl, source.fps or 30.0, None, log_timings=True, timed=True, events=events)
+                source = _open_live_source(camera, video, url, images, reconnects)
+            except BaseException:
+                for sink in sinks:
+                    sink.close()
+                raise
+            try:
+                outputs = _outputs(save, jsonl, source.fps or 30.0, None, log_timings=True, timed=True, events=events,
+                                   sinks=sinks, log_keypoints=log_keypoints)
                 summary = run_live(source, recognizer, cfg, outputs, show, duration)
-        finally:
-            source.close()
-    _print_summary(summary, f"mgr live: {source.name}")
+            finally:
+                source.close()
+    _print_summary(summary, f"mgr live: {source.name}", wanted.console)
 
 
 def _open_live_source(camera, video, url, images, reconnects: int):
@@ -205,6 +284,8 @@ def replay(
     timings: bool = typer.Option(False, "--timings", help="Also log per-stage ms in the JSONL (then two runs differ there)."),
     event_enter: float = ENTER_OPT, event_exit: float = EXIT_OPT, event_confirm: float = CONFIRM_OPT,
     event_min: float = MIN_EVENT_OPT, event_merge: float = MERGE_OPT,
+    lsl: Optional[str] = LSL_OPT, osc: Optional[str] = OSC_OPT, serve: Optional[str] = SERVE_OPT,
+    serve_token: Optional[str] = TOKEN_OPT, stdout_json: bool = STDOUT_JSON_OPT, log_keypoints: bool = KEYPOINTS_OPT,
 ) -> None:
     """Annotate a recorded video deterministically: every frame, annotated mp4 + JSONL (+ events)."""
     with user_errors(*REALTIME_USER_ERRORS):
@@ -212,17 +293,20 @@ def replay(
                          events=_event_config(event_enter, event_exit, event_confirm, event_min, event_merge))
         from .runner import run_replay
         _check_outputs(out, jsonl, events)
+        wanted = _SinkOptions(lsl, osc, serve, serve_token, stdout_json)
         source = VideoFileSource(video)
         try:
             with _recognizer(model, pose_model, num_poses, threads, cfg) as recognizer:
-                outputs = _outputs(out, jsonl, source.fps or 25.0, source.size, log_timings=timings, events=events)
+                sinks = wanted.open(recognizer.class_names, cfg.events, inference_fps or source.fps or 25.0)
+                outputs = _outputs(out, jsonl, source.fps or 25.0, source.size, log_timings=timings, events=events,
+                                   sinks=sinks, log_keypoints=log_keypoints)
                 summary = _replay_with_progress(source, recognizer, cfg, outputs, run_replay)
         finally:
             source.close()
-    _print_summary(summary, f"mgr replay: {video}")
+    _print_summary(summary, f"mgr replay: {video}", wanted.console)
     for label, path in (("annotated video", out), ("predictions", jsonl), ("events", events)):
         if path is not None:
-            stdout.print(f"{label}: {path}")
+            wanted.console.print(f"{label}: {path}")
 
 
 def _replay_with_progress(source, recognizer, cfg, outputs, run_replay):
@@ -291,7 +375,7 @@ def evaluate_stream(
         live = LiveConfig(window_s=window, inference_fps=inference_fps, smooth=smooth, events=ev)
         cfg = StreamEvalConfig(data, split, split_file, tuple(iou), source, live, keypoints)
         from mgr.engines.backends import load_backend
-        from .runner import pose_stage_factory
+        from .pipeline import pose_stage_factory
         backend = load_backend(_resolve_model(model), device="cpu", threads=threads)
         names = list(backend.class_names)
         make_pose = lambda: pose_stage_factory(resolve_pose_model(pose_model))()   # noqa: E731 (only videos read by pose)

@@ -38,8 +38,11 @@ def check_output_path(path: str | Path, what: str) -> Path:
     return path
 
 
-def prediction_record(pred: Prediction, ms: dict | None = None, digits: int = 5) -> dict:
-    """One JSONL line. ``ms`` (stage timings) is left out where output must be reproducible."""
+def prediction_record(pred: Prediction, ms: dict | None = None, digits: int = 5, keypoints: bool = False) -> dict:
+    """One JSONL line. ``ms`` (stage timings) is left out where output must be reproducible.
+
+    ``keypoints``: add the step's Body_25 skeleton, 25 x [x, y, c] in frame pixels (null without a person).
+    """
     rec = {
         "frame": int(pred.frame_index),
         "t": round(float(pred.timestamp_ms) / 1000.0, 4),
@@ -48,6 +51,10 @@ def prediction_record(pred: Prediction, ms: dict | None = None, digits: int = 5)
         "top5": [{"name": n, "p": round(p, digits)} for n, p in pred.top],
         "state": pred.state,
     }
+    if keypoints:
+        kp = pred.keypoints
+        rec["keypoints"] = None if kp is None else [[round(float(x), 2), round(float(y), 2), round(float(c), 4)]
+                                                    for x, y, c in np.asarray(kp)]
     if ms is not None:
         rec["ms"] = {k: round(float(v), 2) for k, v in ms.items()}
     return rec

@@ -10,10 +10,13 @@ arrives; a step runs only the clip head over the cached (T, 512) features.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
 
 import cv2
 import numpy as np
@@ -250,15 +253,67 @@ def decide(probs: np.ndarray, names: list[str], k: int, threshold: float) -> tup
     return ("ok" if top[0][1] >= threshold else "uncertain"), top
 
 
+def pose_stage_factory(pose_model, num_poses: int = 1, mode: str = "video") -> Callable[[], object]:
+    """A factory of fresh pose stages over the pose .task file ``pose_model`` (each stage is closed by its user)."""
+    from .pose import PoseConfig, PoseEstimator, PoseStage
+
+    return lambda: PoseStage(PoseEstimator(PoseConfig(Path(pose_model), mode=mode, num_poses=num_poses)))
+
+
 class Recognizer:
-    """The step the live loop and replay run: Frame -> Prediction. Stateful; ``reset()`` for a new video.
+    """The recogniser: Frame (or BGR image) -> Prediction, one inference step per call.
+
+    This is the Python API (README "Python API") and the step every driver runs: ``mgr live``,
+    ``mgr replay``, ``mgr evaluate-stream`` and the benchmarks open it with ``from_artifact``.
+    Stateful (frame history, smoothing, events); ``reset()`` before an unrelated video.
 
     backend: an engines backend (``encode_frames``, ``classify``, ``metadata``);
     pose: a callable (RGB image, timestamp ms) -> (25, 3) keypoints in its pixels, or None.
+    owned: what ``close()`` closes after the encoder thread (the pose stage ``from_artifact`` made).
     """
 
-    def __init__(self, backend, pose, cfg: LiveConfig):
+    @classmethod
+    def from_artifact(cls, model, *, pose_model=None, window: float | None = None, smoothing: int = 1,
+                      threshold: float = 0.2, threads: int | None = 1, num_poses: int = 1,
+                      inference_fps: float | None = None, events: EventConfig | None = None,
+                      device: str = "cpu", mode: str = "video", config: LiveConfig | None = None) -> "Recognizer":
+        """Open an artifact (.pt, .onnx, .engine) and a MediaPipe pose stage; use as a context manager.
+
+        ``pose_model``: a pose .task path; None finds it as the CLI does (``--pose-model``, then
+        MGR_POSE_MODEL, then the cached download). Keywords mirror the CLI: ``window`` (--window
+        seconds, default the model's clip length), ``smoothing`` (--smooth), ``threshold``,
+        ``threads``, ``num_poses``, ``inference_fps`` (``replay``: steps per second of file time,
+        None: every frame), ``events`` (the event decoder's settings, default the documented
+        ones). ``config`` replaces those loop keywords with a whole LiveConfig (the CLI's path).
+        ``model`` may also be a loaded backend and ``pose_model`` a factory of pose stages,
+        shared by runs that open several recognisers (benchmarks); those are not closed here.
+        """
+        if config is None:
+            config = LiveConfig(window_s=window, inference_fps=inference_fps, smooth=smoothing, threshold=threshold,
+                                events=events if events is not None else EventConfig())
+        if isinstance(model, (str, os.PathLike)):
+            from mgr.engines.backends import load_backend   # realtime -> engines, never upward
+
+            backend = load_backend(model, device=device, threads=threads)
+        else:
+            backend = model
+        if callable(pose_model):
+            make_pose = pose_model
+        else:
+            from .posemodel import resolve_pose_model
+
+            make_pose = pose_stage_factory(resolve_pose_model(pose_model), num_poses, mode)
+        stage = make_pose()
+        try:
+            return cls(backend, stage, config, owned=(stage,))
+        except BaseException:
+            stage.close()
+            raise
+
+    def __init__(self, backend, pose, cfg: LiveConfig, owned: tuple = ()):
         meta = backend.metadata
+        self._owned = owned
+        self._api_clock: tuple[int, float, float] | None = None   # step(image): (next index, last t_ms, t0)
         self.backend = backend
         self.pose = pose
         self.cfg = cfg
@@ -281,7 +336,22 @@ class Recognizer:
         overlap = cfg.overlap_encode and backend.uses_rgb
         self._encoder = ThreadPoolExecutor(1, thread_name_prefix="encode") if overlap else None
 
-    def step(self, frame: Frame) -> Prediction:
+    def __enter__(self) -> "Recognizer":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def step(self, frame: Frame | np.ndarray, t_ms: float | None = None) -> Prediction:
+        """One inference step on ``frame``: a Frame, or a BGR uint8 image (H, W, 3) taken at ``t_ms``.
+
+        ``t_ms``: the image's time in milliseconds, increasing from step to step (file time,
+        or a monotonic clock); None takes the time since the first step from the monotonic
+        clock. The result's ``status``, ``top``, ``probs``, ``keypoints``, ``state`` and
+        ``events`` (gesture events finished by this step) are documented in the README.
+        """
+        if not isinstance(frame, Frame):
+            frame = self._api_frame(frame, t_ms)
         ms: dict[str, float] = {}
         box, crop = frame_crop(frame.image, self.reference_size)
         encoding: Future | None = self._encoder.submit(self._rgb_entry, crop) if self._encoder else None
@@ -346,11 +416,51 @@ class Recognizer:
         self.smoother.reset()
         self.decoder.reset()
         self._steps.reset()
+        self._api_clock = None
         if hasattr(self.pose, "reset"):
             self.pose.reset()
 
+    def replay(self, path, *, jsonl=None, events=None, save=None):
+        """Every frame of a video file through the same loop as ``mgr replay``: yields each step's Prediction.
+
+        Steps run on every frame, or at ``inference_fps`` of file time. ``jsonl``, ``events`` and
+        ``save`` write the same files as ``mgr replay --jsonl/--events/--out``; stopping the
+        iteration early still closes them whole. The event still open at the end is written
+        truncated to ``events`` (it is not yielded: no step finished it).
+        """
+        from .outputs import check_output_path
+        from .runner import file_outputs, iter_replay
+        from .sources import VideoFileSource
+
+        for out, what in ((save, "annotated video"), (jsonl, "predictions"), (events, "event log")):
+            if out is not None:
+                check_output_path(out, what)
+        source = VideoFileSource(path)
+        try:
+            self.reset()
+            outputs = file_outputs(save, jsonl, events, source.fps or 25.0, source.size, log_timings=False)
+            yield from iter_replay(source, self, self.cfg, outputs)
+        finally:
+            source.close()
+
+    def _api_frame(self, image: np.ndarray, t_ms: float | None) -> Frame:
+        if not (isinstance(image, np.ndarray) and image.ndim == 3 and image.shape[2] == 3 and image.dtype == np.uint8):
+            got = f"{image.dtype} array of shape {image.shape}" if isinstance(image, np.ndarray) else type(image).__name__
+            raise ValueError(f"Recognizer.step takes a BGR uint8 image (H, W, 3) or a Frame, not a {got}")
+        now = time.perf_counter()
+        index, last, t0 = self._api_clock or (0, float("-inf"), now)
+        t = (now - t0) * 1000.0 if t_ms is None else float(t_ms)
+        if not t > last:
+            raise ValueError(f"Recognizer.step: t_ms must increase from step to step ({t:g} ms after {last:g} ms); "
+                             "call reset() before a new video")
+        self._api_clock = (index + 1, t, t0)
+        return Frame(image, index, t, now)
+
     def close(self) -> None:
-        """Stop the encoder thread (the pose stage belongs to the caller)."""
+        """Stop the encoder thread, then close what ``from_artifact`` opened (a caller's pose stage stays open)."""
         if self._encoder is not None:
             self._encoder.shutdown(wait=True)
             self._encoder = None
+        owned, self._owned = self._owned, ()
+        for thing in owned:
+            thing.close()

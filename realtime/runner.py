@@ -9,14 +9,11 @@ labels, never the picture.
 from __future__ import annotations
 
 import logging
-import os
 import signal
 import threading
 import time
 from collections import deque
-from contextlib import contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -44,6 +41,7 @@ class RunSummary:
     end_reason: str                # why the run ended
     interrupted: bool              # Ctrl-C or q/Esc
     events: int = 0                # gesture events decoded (README "Events")
+    sinks: dict = field(default_factory=dict)   # sink name -> {"sent", "dropped"} (outputs to other programs)
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
@@ -108,11 +106,12 @@ class _Tally:
             self.last_ms[k] = v
 
     def summary(self, recognizer: Recognizer, dropped: int, end_reason: str, interrupted: bool,
-                events: int = 0) -> RunSummary:
+                events: int = 0, sinks: dict | None = None) -> RunSummary:
         elapsed = max(time.perf_counter() - self.started, 1e-9)
         return RunSummary(self.frames, self.steps, self.with_person, dropped, elapsed, self.frames / elapsed,
                           self.steps / elapsed, {k: percentiles(v) for k, v in self.stage_ms.items()},
-                          percentiles(self.latency_ms), recognizer.encoded_frames, end_reason, interrupted, events)
+                          percentiles(self.latency_ms), recognizer.encoded_frames, end_reason, interrupted, events,
+                          dict(sinks or {}))
 
 
 class _SigintShield:
@@ -147,14 +146,36 @@ class Outputs:
     event_count: int = 0                # events written (or seen, without an event file)
     on_step: Callable[[Prediction], None] | None = None   # sees every logged step (evaluate-stream, the API)
     collected: list | None = None       # a list to keep every GestureEvent in, truncated ones included
+    sinks: list = field(default_factory=list)   # outputs to other programs (realtime/sinks.py), opened by the caller
+    log_keypoints: bool = False         # put the 25 Body_25 [x, y, c] (frame pixels) in every step record
 
-    def write_events(self, events) -> None:
+    def write_events(self, events, pred: Prediction | None = None) -> None:
         for ev in events:
             self.event_count += 1
             if self.collected is not None:
                 self.collected.append(ev)
+            record = ev.to_record() if self.events is not None or self.sinks else None
             if self.events is not None:
-                self.events.write(ev.to_record())
+                self.events.write(record)
+            for sink in self.sinks:
+                sink.event(ev, record, pred)
+
+    def write_step(self, pred: Prediction, ms: dict | None) -> None:
+        if self.jsonl is None and not self.sinks:
+            return
+        record = prediction_record(pred, ms, keypoints=self.log_keypoints)
+        if self.jsonl is not None:
+            self.jsonl.write(record)
+        for sink in self.sinks:
+            sink.step(pred, record)
+
+    def write_frame(self, image: np.ndarray, pred: Prediction | None) -> None:
+        for sink in self.sinks:
+            if sink.wants_frames:
+                sink.frame(image, pred)
+
+    def sink_stats(self) -> dict:
+        return {sink.name: sink.stats() for sink in self.sinks}
 
     def close(self) -> bool:
         """Close every sink, even when one fails; then raise the first failure.
@@ -163,7 +184,7 @@ class Outputs:
         """
         errors = []
         with _SigintShield() as shield:
-            for sink in (self.events, self.jsonl, self.video):
+            for sink in (*self.sinks, self.events, self.jsonl, self.video):
                 if sink is not None:
                     try:
                         sink.close()
@@ -183,17 +204,33 @@ def _draw(frame: Frame, pred: Prediction | None, tally: _Tally, dropped: int, mi
 
 
 def _log_step(outputs: Outputs, pred: Prediction, tally: _Tally) -> None:
-    outputs.write_events(pred.events)
+    outputs.write_events(pred.events, pred)
     if outputs.on_step is not None:
         outputs.on_step(pred)
-    if outputs.jsonl is not None:
-        ms = {k: tally.last_ms.get(k, 0.0) for k in STAGES} if outputs.log_timings else None
-        outputs.jsonl.write(prediction_record(pred, ms))
+    ms = {k: tally.last_ms.get(k, 0.0) for k in STAGES} if outputs.log_timings else None
+    outputs.write_step(pred, ms)
 
 
 def run_replay(source, recognizer: Recognizer, cfg: LiveConfig, outputs: Outputs,
                on_frame: Callable[[int], None] | None = None, stop: threading.Event | None = None) -> RunSummary:
     """Every frame of a file through the loop; inference on every frame or at ``inference_fps`` of file time."""
+    steps = iter_replay(source, recognizer, cfg, outputs, on_frame, stop)
+    try:
+        while True:
+            next(steps)
+    except StopIteration as done:
+        return done.value
+    finally:
+        steps.close()     # a Ctrl-C between two steps still finalises every output
+
+
+def iter_replay(source, recognizer: Recognizer, cfg: LiveConfig, outputs: Outputs,
+                on_frame: Callable[[int], None] | None = None, stop: threading.Event | None = None):
+    """The replay loop as a generator: yields each step's Prediction once it is logged; returns the RunSummary.
+
+    ``run_replay`` (the CLI) and ``Recognizer.replay`` (the Python API) both run it. Closing the
+    generator early finalises the outputs as a finished run does.
+    """
     tally, pred, next_due, interrupted = _Tally(), None, None, False
     period_ms = 1000.0 / cfg.inference_fps if cfg.inference_fps else 0.0
     try:
@@ -218,15 +255,25 @@ def run_replay(source, recognizer: Recognizer, cfg: LiveConfig, outputs: Outputs
                 _log_step(outputs, pred, tally)
             if outputs.video is not None:
                 outputs.video.write(image)
+            outputs.write_frame(image, pred)
             if on_frame is not None:
                 on_frame(frame.index)
+            if new:
+                yield pred
         interrupted = stop is not None and stop.is_set()
     except KeyboardInterrupt:
         interrupted = True
     finally:
         interrupted = _finalise(recognizer, outputs) or interrupted
     reason = "interrupted" if interrupted else (source.end_reason or "end of input")
-    return tally.summary(recognizer, source.dropped, reason, interrupted, outputs.event_count)
+    return tally.summary(recognizer, source.dropped, reason, interrupted, outputs.event_count, outputs.sink_stats())
+
+
+def file_outputs(save, jsonl, events, fps: float, size, log_timings: bool, timed: bool = False) -> Outputs:
+    """The file outputs of a run (annotated mp4, step JSONL, event log), each where a path is given."""
+    video = VideoSink(save, fps, size, timed=timed) if save is not None else None
+    return Outputs(video, JsonlSink(jsonl) if jsonl is not None else None, log_timings,
+                   JsonlSink(events) if events is not None else None)
 
 
 def _finalise(recognizer: Recognizer, outputs: Outputs) -> bool:
@@ -369,7 +416,7 @@ def run_live(source, recognizer: Recognizer, cfg: LiveConfig, outputs: Outputs,
             reason = "interrupted (Ctrl-C)"
     interrupted = reason is not None and not reason.startswith("ran the requested")
     return tally.summary(recognizer, source.dropped, reason or source.end_reason or "end of input", interrupted,
-                         outputs.event_count)
+                         outputs.event_count, outputs.sink_stats())
 
 
 def _log_finished(worker: InferenceWorker, tally: _Tally, outputs: Outputs) -> None:
@@ -392,41 +439,18 @@ def _show_frame(frame: Frame, worker: InferenceWorker, seen: int, tally: _Tally,
     tally.add_frame(capture_ms, draw_ms)
     if outputs.video is not None:
         outputs.video.write(image, frame.timestamp_ms)
+    outputs.write_frame(image, pred)
     if show is not None and not show(image):
         return -1
     return seq
 
 
-def pose_stage_factory(pose_model: Path, num_poses: int = 1, mode: str = "video") -> Callable[[], object]:
-    """A factory of fresh pose stages over ``pose_model`` (each stage is closed by its user)."""
-    from .pose import PoseConfig, PoseEstimator, PoseStage
-
-    return lambda: PoseStage(PoseEstimator(PoseConfig(pose_model, mode=mode, num_poses=num_poses)))
-
-
-@contextmanager
 def open_recognizer(model, pose_model, num_poses: int = 1, threads: int | None = None,
-                    cfg: LiveConfig | None = None, *, device: str = "cpu", mode: str = "video"):
-    """The loop's Recognizer over an engines backend and a (VIDEO-mode) pose stage; closes what it opened.
+                    cfg: LiveConfig | None = None, *, device: str = "cpu", mode: str = "video") -> Recognizer:
+    """``Recognizer.from_artifact`` with the drivers' positional arguments (a context manager; closes what it opened).
 
-    ``model``: an artifact path (loaded here on ``device`` with ``threads``), or a loaded backend
-    (shared by the caller, e.g. over several runs: used as is). ``pose_model``: a pose .task path
-    (a stage of ``num_poses`` in ``mode`` is made here), or a factory of a pose stage. The pose
-    stage and the Recognizer are closed on exit (the Recognizer first).
+    ``model``: an artifact path, or a loaded backend shared by the caller; ``pose_model``: a pose
+    .task path, or a factory of pose stages.
     """
-    if isinstance(model, (str, os.PathLike)):
-        from mgr.engines.backends import load_backend  # realtime -> engines, never upward
-
-        backend = load_backend(model, device=device, threads=threads)
-    else:
-        backend = model
-    make_pose = pose_model if callable(pose_model) else pose_stage_factory(pose_model, num_poses, mode)
-    stage = make_pose()
-    try:
-        recognizer = Recognizer(backend, stage, cfg if cfg is not None else LiveConfig())
-        try:
-            yield recognizer
-        finally:
-            recognizer.close()
-    finally:
-        stage.close()
+    return Recognizer.from_artifact(model, pose_model=pose_model, num_poses=num_poses, threads=threads,
+                                    config=cfg if cfg is not None else LiveConfig(), device=device, mode=mode)

@@ -1,6 +1,7 @@
 """Helpers of the realtime tests (fakes and generated media), imported by tests and conftest."""
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import cv2
@@ -95,3 +96,20 @@ class FakePose:
 
     def close(self):
         pass
+
+
+class ScriptedBackend(FakeBackend):
+    """A skeleton model with a "no gesture" class whose n-th clip gives ``script[n]``:
+    a class index made very likely, or None for "no gesture"."""
+
+    def __init__(self, script):
+        super().__init__("skeleton")
+        self.metadata = replace(self.metadata, class_names=tuple(class_names()) + ("no gesture",))
+        self.script, self.calls = list(script), 0
+
+    def classify(self, features, skeleton):
+        k = self.script[min(self.calls, len(self.script) - 1)]
+        self.calls += 1
+        logits = np.zeros((1, 33), np.float32)
+        logits[0, 32 if k is None else k] = 8.0
+        return logits

@@ -15,28 +15,10 @@ from mgr.realtime.pipeline import LiveConfig, Recognizer
 from mgr.realtime.runner import Outputs, run_live, run_replay
 from mgr.realtime.sources import VideoFileSource
 from mgr.train.classes import class_names
-from rt_helpers import FakeBackend, FakePose, write_video
+from rt_helpers import FakePose, ScriptedBackend, write_video
 
 FPS = 25.0
 EVENT_KEYS = ["event", "class", "index", "start", "end", "confidence", "peak", "start_frame", "end_frame"]
-
-
-class ScriptedBackend(FakeBackend):
-    """A skeleton model with a "no gesture" class whose n-th clip gives ``script[n]``:
-    a class index made very likely, or None for "no gesture"."""
-
-    def __init__(self, script):
-        super().__init__("skeleton")
-        from dataclasses import replace
-        self.metadata = replace(self.metadata, class_names=tuple(class_names()) + (BACKGROUND_NAME,))
-        self.script, self.calls = list(script), 0
-
-    def classify(self, features, skeleton):
-        k = self.script[min(self.calls, len(self.script) - 1)]
-        self.calls += 1
-        logits = np.zeros((1, 33), np.float32)
-        logits[0, 32 if k is None else k] = 8.0
-        return logits
 
 
 def clip_video(tmp_path, n=60):
