@@ -223,9 +223,11 @@ def tune_events(runs: list[VideoRun], names: list[str], base: EventConfig, iou: 
             if exit_ > enter:
                 continue
             for min_enter in (0.0, 0.12, 0.24, 0.4):
-                for min_dur in (0.2, 0.4, 0.6):
-                    cfg = replace(base, enter=enter, exit=exit_, min_enter_s=min_enter, min_duration_s=min_dur)
-                    s = score_runs(runs, names, (iou,), cfg).at(iou)
-                    rows.append({"config": cfg.__dict__.copy(), "f1": s.f1, "delay_p50": s.delay_p50})
+                for min_dur in (0.2, 0.4, 0.6, 0.8, 1.0):
+                    for merge in (0.2, 0.4, 0.8):
+                        cfg = replace(base, enter=enter, exit=exit_, min_enter_s=min_enter, min_duration_s=min_dur,
+                                      merge_gap_s=merge)
+                        s = score_runs(runs, names, (iou,), cfg).at(iou)
+                        rows.append({"config": cfg.__dict__.copy(), "f1": s.f1, "delay_p50": s.delay_p50})
     rows.sort(key=lambda r: (-r["f1"], r["delay_p50"] if r["delay_p50"] is not None else 1e9))
     return rows

@@ -76,25 +76,28 @@ class OscSink(QueuedSink):
             raise SinkError(f"--osc {self.host}:{self.port}: cannot send there ({e.strerror})") from None
         self.start_sender()
 
+    # the loop only queues (address, args); the sender thread encodes the datagrams
     def step(self, pred: Prediction, record: dict) -> None:
         if pred.top:
             name, p = pred.top[0]
-            self.put(_message("/mgr/top1", name, float(p)))
+            self.put(("/mgr/top1", (name, float(p))))
         if pred.probs is not None:
-            self.put(_message("/mgr/probs", *(float(v) for v in pred.probs)))
-        self.put(_message("/mgr/person", int(pred.keypoints is not None)))
+            self.put(("/mgr/probs", pred.probs))
+        self.put(("/mgr/person", (int(pred.keypoints is not None),)))
         opened = self._opened.update(pred)
         if opened is not None:
             name, _, start, p = opened
-            self.put(_message("/mgr/event/start", name, p, float(start)))
+            self.put(("/mgr/event/start", (name, p, float(start))))
 
     def event(self, event: GestureEvent, record: dict, pred: Prediction | None) -> None:
-        self.put(_message("/mgr/event/end", event.class_name, float(event.confidence), float(event.start),
-                          float(event.end)))
+        self.put(("/mgr/event/end", (event.class_name, float(event.confidence), float(event.start), float(event.end))))
 
-    def send(self, item: bytes) -> None:
+    def send(self, item: tuple) -> None:
+        address, args = item
+        if address == "/mgr/probs":
+            args = [float(v) for v in args]
         try:
-            self._sock.send(item)
+            self._sock.send(_message(address, *args))
         except (BlockingIOError, ConnectionRefusedError):
             # a full send buffer, or (on loopback) no receiver yet: UDP semantics, the datagram is lost
             raise OSError("receiver not keeping up or not listening") from None
