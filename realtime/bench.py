@@ -8,9 +8,17 @@
    the latency from frame capture to drawn labels.
 The inference step's cost is encode + head per step, compared between 2 and 3 (both serial, so
 pose does not compete with the encoder); caching should make it about T times cheaper.
+
+5. replay as shipped again, with every network output on (README "Outputs to other programs"):
+   LSL outlets, OSC to a python-osc receiver, and the --serve server with one client on /ws and
+   one on /video, all on loopback. The loop's own time in the outputs' calls is summed per step
+   (what they add to a step), and the /ws client stamps each step's record on arrival: the
+   delay from the frame's capture to a client holding its record.
 """
 from __future__ import annotations
 
+import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -20,7 +28,7 @@ import cv2
 from mgr.train.machine import machine_info
 
 from .pipeline import MODEL_STAGES, LiveConfig
-from .runner import Outputs, RunSummary, open_recognizer, run_live, run_replay
+from .runner import Outputs, RunSummary, open_recognizer, percentiles, run_live, run_replay
 from .sources import EmulatedCamera, LiveSource, VideoFileSource
 
 
@@ -32,6 +40,7 @@ class BenchLiveConfig:
     live_seconds: float = 10.0     # length of the live part
     window_s: float | None = None  # sampling window (None: the artifact's default)
     max_live_frames: int = 300     # frames of the video kept in memory for the emulated camera
+    outputs: bool = True           # also measure the replay with every network output on (5.)
 
 
 def step_cost_ms(summary: RunSummary) -> float:
@@ -68,7 +77,111 @@ def run_bench_live(cfg: BenchLiveConfig, backend, make_pose: Callable[[], object
     results["live"]["camera_fps"] = cfg.camera_fps
     cached, naive = results["replay_cached_serial"]["step_ms"], results["replay_naive_serial"]["step_ms"]
     results["caching_speedup"] = naive / cached if cached > 0 else None
+    if cfg.outputs:
+        results["replay_outputs"] = _measure_outputs(cfg, backend, make_pose)
     return results
+
+
+class _TimedSink:
+    """A sink as the loop sees it, with the time the loop spends in its calls added to ``clock``."""
+
+    def __init__(self, sink, clock: dict):
+        self.sink, self.clock = sink, clock
+        clock[sink.name] = 0.0
+        self.name, self.wants_frames = sink.name, sink.wants_frames
+
+    def _timed(self, method, *args) -> None:
+        t0 = time.perf_counter()
+        method(*args)
+        self.clock[self.name] += time.perf_counter() - t0
+
+    def step(self, pred, record) -> None:
+        self._timed(self.sink.step, pred, record)
+
+    def event(self, event, record, pred) -> None:
+        self._timed(self.sink.event, event, record, pred)
+
+    def frame(self, image, pred) -> None:
+        self._timed(self.sink.frame, image, pred)
+
+    def close(self) -> None:
+        self.sink.close()
+
+    def stats(self) -> dict:
+        return self.sink.stats()
+
+
+def _measure_outputs(cfg: BenchLiveConfig, backend, make_pose) -> dict:
+    """Replay as shipped with LSL, OSC and --serve (two clients) on loopback: time added per step, WebSocket delay."""
+    from pythonosc.dispatcher import Dispatcher
+    from pythonosc.osc_server import ThreadingOSCUDPServer
+    from websockets.sync.client import connect
+
+    from .lsl import LslSink
+    from .osc import OscSink
+    from .serve import WebServer
+
+    received = {"osc": 0}
+    dispatcher = Dispatcher()
+    dispatcher.set_default_handler(lambda *a: received.__setitem__("osc", received["osc"] + 1))
+    osc_rx = ThreadingOSCUDPServer(("127.0.0.1", 0), dispatcher)
+    threading.Thread(target=osc_rx.serve_forever, daemon=True).start()
+    names = list(backend.metadata.class_names)
+    replay_cfg = LiveConfig(window_s=cfg.window_s, inference_fps=None)
+    sinks = [LslSink(f"mgr-bench-{time.monotonic_ns()}", names, 25.0),
+             OscSink("127.0.0.1", osc_rx.server_address[1], replay_cfg.events.min_duration_s),
+             WebServer("127.0.0.1", 0, class_names=names)]
+    arrivals: dict[int, float] = {}
+    captured: dict[int, float] = {}
+    frames_seen = [0]
+    try:
+        for sink in sinks:
+            sink.open()
+        ws_url = sinks[2].url.replace("http://", "ws://").rstrip("/")
+
+        def read_steps() -> None:
+            import json
+            with connect(ws_url + "/ws", max_size=None) as ws:
+                for text in ws:
+                    msg = json.loads(text)
+                    if msg.get("type") == "step":
+                        arrivals[msg["frame"]] = time.perf_counter()
+
+        def read_video() -> None:
+            with connect(ws_url + "/video", max_size=None) as ws:
+                for _ in ws:
+                    frames_seen[0] += 1
+
+        readers = [threading.Thread(target=f, daemon=True) for f in (read_steps, read_video)]
+        for r in readers:
+            r.start()
+        deadline = time.monotonic() + 5.0
+        while sinks[2].clients() != {"ws": 1, "video": 1} and time.monotonic() < deadline:
+            time.sleep(0.01)
+        clock: dict[str, float] = {}
+        per_step: dict[str, list] = {"all": []}
+
+        def on_frame(_index: int) -> None:      # replay steps on every frame: one sum per step
+            per_step["all"].append(sum(clock.values()) * 1000.0)
+            for name in clock:
+                per_step.setdefault(name, []).append(clock[name] * 1000.0)
+                clock[name] = 0.0
+        outputs = Outputs(sinks=[_TimedSink(s, clock) for s in sinks],
+                          on_step=lambda p: captured.__setitem__(p.frame_index, p.captured_at))
+        source = VideoFileSource(cfg.video)
+        result = _measure(lambda rec: run_replay(source, rec, replay_cfg, outputs, on_frame=on_frame),
+                          source, backend, make_pose, replay_cfg)      # closes every sink at the end
+    finally:
+        for sink in sinks:
+            sink.close()
+        osc_rx.shutdown()
+        osc_rx.server_close()
+    delays = [(arrivals[f] - captured[f]) * 1000.0 for f in captured if f in arrivals]
+    result["outputs"] = {"added_ms_per_step": percentiles(per_step.pop("all")),
+                         "added_ms_per_step_by_output": {k: percentiles(v) for k, v in per_step.items()},
+                         "ws_delay_ms": percentiles(delays),
+                         "ws_records": len(delays), "osc_received": received["osc"], "video_frames": frames_seen[0]}
+    return result
 
 
 def _measure(run: Callable, source, backend, make_pose, live_cfg: LiveConfig) -> dict:

@@ -26,13 +26,14 @@ from .events import EventConfig
 from .pipeline import STAGES, LiveConfig
 from .pose import PoseConfig
 from .posemodel import PoseModelError, resolve_pose_model
+from .sinks import SinkError
 from .sources import ImageFolderSource, SourceError, VideoFileSource, open_camera, open_stream
 
 log = logging.getLogger(__name__)
 
 # Beyond clikit's ValueError (artifact, checkpoint, dataset errors) and OSError (disk full, read-only,
 # missing files): MissingRuntimeError is an .engine without tensorrt (or .onnx without onnxruntime).
-REALTIME_USER_ERRORS = (SourceError, PoseModelError, MissingRuntimeError)
+REALTIME_USER_ERRORS = (SourceError, PoseModelError, MissingRuntimeError, SinkError)
 
 
 def _resolve_model(model: Optional[Path]) -> Path:
@@ -441,15 +442,17 @@ def bench_live(
     camera_fps: float = typer.Option(30.0, "--camera-fps", min=1.0, help="Rate of the emulated camera."),
     inference_fps: float = typer.Option(10.0, "--inference-fps", min=0.1, help="Live inference steps per second asked for."),
     seconds: float = typer.Option(10.0, "--seconds", min=1.0, help="Length of the live part."),
+    outputs: bool = typer.Option(True, "--outputs/--no-outputs", help="Also replay with LSL, OSC and --serve on "
+                                 "(loopback): time they add per step, WebSocket delay."),
     json_out: Optional[Path] = JSON_OPT,
 ) -> None:
-    """End-to-end FPS and per-stage p50/p95, feature caching on and off, live latency, in one run."""
+    """End-to-end FPS and per-stage p50/p95, feature caching on and off, live latency, outputs, in one run."""
     from .bench import BenchLiveConfig, run_bench_live
     with user_errors(*REALTIME_USER_ERRORS):
         VideoFileSource(video).close()       # a clear error before anything loads
         backend, make_pose = _backend_and_pose(model, pose_model, num_poses, threads)
-        cfg = BenchLiveConfig(video, camera_fps, inference_fps, seconds, window)
-        with err.status("benchmarking: 3 replays (as shipped, cached serial, naive serial), then live ..."):
+        cfg = BenchLiveConfig(video, camera_fps, inference_fps, seconds, window, outputs=outputs)
+        with err.status("benchmarking: 3 replays (as shipped, cached serial, naive serial), live, replay with outputs ..."):
             results = run_bench_live(cfg, backend, make_pose)
     _print_bench(results)
     if json_out is not None:
@@ -467,7 +470,9 @@ def _print_bench(results: dict) -> None:
         table.add_column(f"{stage} p50/p95", justify="right")
     table.add_column("step ms", justify="right")
     table.add_column("latency p50/p95", justify="right")
-    for name in ("replay", "replay_cached_serial", "replay_naive_serial", "live"):
+    for name in ("replay", "replay_cached_serial", "replay_naive_serial", "live", "replay_outputs"):
+        if name not in results:
+            continue
         r = results[name]
         cells = [f"{_ms(r['stage_ms'][s]['p50'])}/{_ms(r['stage_ms'][s]['p95'])}" if r["stage_ms"].get(s) else "-"
                  for s in STAGES]
@@ -478,6 +483,15 @@ def _print_bench(results: dict) -> None:
     speedup = results.get("caching_speedup")
     if speedup:
         stdout.print(f"feature caching: inference step (encode + head) {speedup:.1f}x cheaper than naive")
+    outs = results.get("replay_outputs", {}).get("outputs")
+    if outs:
+        added, delay = outs["added_ms_per_step"], outs["ws_delay_ms"]
+        ratio = results["replay_outputs"]["display_fps"] / max(results["replay"]["display_fps"], 1e-9)
+        stdout.print(f"outputs (LSL + OSC + --serve with a /ws and a /video client): the loop's calls add "
+                     f"{_ms(added['p50'])} ms p50, {_ms(added['p95'])} ms p95 per step; replay fps "
+                     f"{ratio:.2f}x of the run without outputs; WebSocket capture -> client p50 "
+                     f"{delay['p50']:.1f} ms, p95 {delay['p95']:.1f} ms over {outs['ws_records']} records"
+                     if delay else "outputs: no WebSocket record arrived")
 
 
 def bench_soak(

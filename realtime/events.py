@@ -38,8 +38,8 @@ its centre) and the time the step ran as ``now``. Start and end are therefore ev
 ``detected`` is the ``now`` of the step that opened the event, when the event became known.
 
 ``state`` is the open event's class name (from its confirmation on) or ``NO_GESTURE``.
-The defaults are starting points at 10 steps/s; they are to be chosen on the synthetic
-validation videos (``mgr.realtime.stream_metrics`` scores a choice).
+The defaults were chosen on synthetic validation videos with ``mgr evaluate-stream --tune``
+(``mgr.realtime.stream_metrics`` scores a choice); README "Events" says how.
 """
 from __future__ import annotations
 
@@ -62,10 +62,13 @@ _EPS = 1e-6
 
 @dataclass(frozen=True)
 class EventConfig:
-    enter: float = 0.5           # probability a gesture class must reach to open an event
-    exit: float = 0.3            # an open event ends when its class falls below this (exit <= enter)
-    min_enter_s: float = 0.2     # the class must stay the candidate this long before the event opens
-    min_duration_s: float = 0.4  # events shorter than this (end - start, after merging) are dropped
+    # Defaults: the best F1 at tIoU 0.5 of `mgr evaluate-stream --tune` on 12 synthetic validation
+    # videos (a seed of their own, never the test videos) for a skeleton model trained with
+    # --background; README "Events" gives the search and the test figures.
+    enter: float = 0.4           # probability a gesture class must reach to open an event
+    exit: float = 0.35           # an open event ends when its class falls below this (exit <= enter)
+    min_enter_s: float = 0.12    # the class must stay the candidate this long before the event opens
+    min_duration_s: float = 0.8  # events shorter than this (end - start, after merging) are dropped
     merge_gap_s: float = 0.4     # a same-class event starting within this gap after the previous end merges
 
     def __post_init__(self):

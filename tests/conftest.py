@@ -7,9 +7,16 @@ MGR_POSE_MODEL (README.md, "The pose model"), and never download it or read the 
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
+
+# Lab Streaming Layer stays on this machine in every test (liblsl reads its config once, at
+# first use, so this comes before anything imports pylsl): no IPv6, resolution scope "machine".
+_LSL_CFG = Path(tempfile.mkdtemp(prefix="mgr-lsl-")) / "lsl_api.cfg"
+_LSL_CFG.write_text("[ports]\nIPv6 = disable\n\n[multicast]\nResolveScope = machine\n")
+os.environ["LSLAPICFG"] = str(_LSL_CFG)
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
 POSE_MODEL_HINT = "MGR_POSE_MODEL=/path/to/pose_landmarker_full.task"

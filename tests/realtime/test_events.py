@@ -11,7 +11,8 @@ from mgr.realtime.events import (BACKGROUND_NAME, NO_GESTURE, EventConfig, Event
 
 NAMES = ["Scratching head", "Folding arms", "Rubbing eyes", BACKGROUND_NAME]
 A, B, C, BG = range(4)
-CFG = EventConfig()
+# the rules at fixed, round settings (the shipped defaults are tuned and may move)
+CFG = EventConfig(enter=0.5, exit=0.3, min_enter_s=0.2, min_duration_s=0.4, merge_gap_s=0.4)
 
 
 def p(**by_class) -> np.ndarray:

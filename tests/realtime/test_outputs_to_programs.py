@@ -223,12 +223,13 @@ def test_stdout_json_through_a_pipe_carries_only_json_records_and_events(tmp_pat
         assert kp.shape == (25, 3) and kp[:, 0].max() <= 640 and kp[:, 1].max() <= 480 and kp[:, 2].max() > 0.5
 
 
-def test_replay_cli_sends_osc_and_serves_together(tmp_path, astronaut_video, checkpoint_factory):
+def test_replay_cli_sends_osc_lsl_and_serves_together(tmp_path, astronaut_video, checkpoint_factory):
     """The CLI wiring: --osc and --serve on one replay; OSC gets /mgr/top1 for every labelled step of the JSONL."""
     jsonl = tmp_path / "steps.jsonl"
     with OscReceiver() as rx:
         res = runner.invoke(app, ["replay", str(astronaut_video), "--model", str(checkpoint_factory("skeleton")),
-                                  "--jsonl", str(jsonl), "--osc", f"127.0.0.1:{rx.port}", "--serve", "127.0.0.1:0"])
+                                  "--jsonl", str(jsonl), "--osc", f"127.0.0.1:{rx.port}", "--serve", "127.0.0.1:0",
+                                  "--lsl", f"mgr-test-{os.getpid()}"])
         assert res.exit_code == 0, res.output
         steps = [json.loads(line) for line in jsonl.read_text().splitlines()]
         labelled = [s for s in steps if s["top5"]]
@@ -236,6 +237,7 @@ def test_replay_cli_sends_osc_and_serves_together(tmp_path, astronaut_video, che
     assert [a[0] for a in rx.of("/mgr/top1")] == [s["top5"][0]["name"] for s in labelled] and labelled
     out = " ".join(res.output.split())
     assert f"osc sent {2 * len(labelled) + len(steps)}, dropped 0" in out and "serve sent 0, dropped 0" in out
+    assert f"lsl sent {len(steps)}, dropped 0" in out          # one sample per step, no event at these settings
 
 
 def test_a_busy_serve_port_fails_before_the_camera_opens(checkpoint_factory):

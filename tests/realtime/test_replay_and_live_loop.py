@@ -247,6 +247,11 @@ def test_bench_live_writes_all_three_runs(tmp_path, astronaut_bgr, checkpoint_fa
     assert cached["steps_with_person"] >= 6
     assert naive["encoded_frames"] > cached["encoded_frames"] == 8     # naive re-encodes every window frame
     assert report["live"]["frames"] > 0 and "p95" in report["live"]["stage_ms"]["pose"]
+    # 5th run: every network output on; the /ws client got every step, OSC its messages
+    outs = report["replay_outputs"]["outputs"]
+    assert report["replay_outputs"]["frames"] == 8 and outs["ws_records"] == 8 and outs["osc_received"] >= 8
+    assert set(outs["added_ms_per_step_by_output"]) == {"lsl", "osc", "serve"} and outs["added_ms_per_step"]["p50"] > 0
+    assert report["replay_outputs"]["sinks"]["serve"] == {"sent": 8, "dropped": 0}
 
 
 def test_live_cli_on_an_image_folder_with_one_unreadable_image(tmp_path, astronaut_bgr, checkpoint_factory):
