@@ -468,8 +468,15 @@ def _print_bench(results: dict) -> None:
     table.add_column("steps/s", justify="right")
     for stage in STAGES:
         table.add_column(f"{stage} p50/p95", justify="right")
+    table.add_column("x floor", justify="right")
     table.add_column("step ms", justify="right")
     table.add_column("latency p50/p95", justify="right")
+    floor = results.get("floor")
+    if floor:
+        cells = [f"{_ms(floor['stage_ms'][s]['p50'])}/{_ms(floor['stage_ms'][s]['p95'])}" if s in floor["stage_ms"]
+                 else "-" for s in STAGES]
+        table.add_row("floor (decode + pose)", f"{floor['fps']:.1f}", "-", *cells, "1.00", "-", "-")
+    ratios = results.get("ratio_to_floor", {})
     for name in ("replay", "replay_cached_serial", "replay_naive_serial", "live", "replay_outputs"):
         if name not in results:
             continue
@@ -477,9 +484,13 @@ def _print_bench(results: dict) -> None:
         cells = [f"{_ms(r['stage_ms'][s]['p50'])}/{_ms(r['stage_ms'][s]['p95'])}" if r["stage_ms"].get(s) else "-"
                  for s in STAGES]
         lat = r["latency_ms"]
-        table.add_row(name, f"{r['display_fps']:.1f}", f"{r['inference_fps']:.1f}", *cells, f"{r['step_ms']:.1f}",
+        ratio = ratios.get(name, {}).get("steps_per_s" if name == "live" else "fps")
+        table.add_row(name, f"{r['display_fps']:.1f}", f"{r['inference_fps']:.1f}", *cells,
+                      f"{ratio:.2f}" if ratio is not None else "-", f"{r['step_ms']:.1f}",
                       f"{lat['p50']:.0f}/{lat['p95']:.0f}" if lat else "-")
     stdout.print(table)
+    if floor:
+        stdout.print("x floor: frames per second as a ratio to the floor's (live: inference steps per second)")
     speedup = results.get("caching_speedup")
     if speedup:
         stdout.print(f"feature caching: inference step (encode + head) {speedup:.1f}x cheaper than naive")

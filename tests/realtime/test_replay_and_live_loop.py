@@ -252,6 +252,12 @@ def test_bench_live_writes_all_three_runs(tmp_path, astronaut_bgr, checkpoint_fa
     assert report["replay_outputs"]["frames"] == 8 and outs["ws_records"] == 8 and outs["osc_received"] >= 8
     assert set(outs["added_ms_per_step_by_output"]) == {"lsl", "osc", "serve"} and outs["added_ms_per_step"]["p50"] > 0
     assert report["replay_outputs"]["sinks"]["serve"] == {"sent": 8, "dropped": 0}
+    # the floor (decode + pose alone) in the same run, and every run as a ratio to it
+    floor = report["floor"]
+    assert floor["frames"] == 8 and floor["fps"] > 0 and floor["stage_ms"]["pose"]["p50"] > 0
+    assert report["ratio_to_floor"]["replay"]["fps"] == pytest.approx(report["replay"]["display_fps"] / floor["fps"])
+    assert set(report["ratio_to_floor"]) == {"replay", "replay_cached_serial", "replay_naive_serial", "live",
+                                             "replay_outputs"}
 
 
 def test_live_cli_on_an_image_folder_with_one_unreadable_image(tmp_path, astronaut_bgr, checkpoint_factory):
