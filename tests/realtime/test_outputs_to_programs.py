@@ -157,7 +157,7 @@ def test_a_sender_that_blocks_never_slows_the_loop():
 @pytest.mark.parametrize("text, option, default, expected", [
     ("127.0.0.1:9000", "--osc", None, ("127.0.0.1", 9000)),
     ("8765", "--serve", "127.0.0.1", ("127.0.0.1", 8765)),
-    ("0.0.0.0:8765", "--serve", "127.0.0.1", ("0.0.0.0", 8765)),
+    ("192.0.2.10:8765", "--serve", "127.0.0.1", ("192.0.2.10", 8765)),
     ("[::1]:9000", "--osc", None, ("::1", 9000)),
 ])
 def test_host_port_parsing(text, option, default, expected):
