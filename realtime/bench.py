@@ -38,7 +38,7 @@ from .sources import EmulatedCamera, LiveSource, VideoFileSource
 class BenchLiveConfig:
     video: Path                    # input video (every frame is replayed twice, then looped live)
     camera_fps: float = 30.0       # rate of the emulated camera
-    inference_fps: float = 10.0    # live inference steps per second asked for
+    inference_fps: float | None = None   # live inference steps per second asked for (None: mgr live's default)
     live_seconds: float = 10.0     # length of the live part
     window_s: float | None = None  # sampling window (None: the artifact's default)
     max_live_frames: int = 300     # frames of the video kept in memory for the emulated camera

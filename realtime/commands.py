@@ -222,7 +222,7 @@ def live(
     images: Optional[Path] = typer.Option(None, "--images", help="A folder of images, in natural order."),
     model: Optional[Path] = MODEL_OPT, pose_model: Optional[Path] = POSE_MODEL_OPT, num_poses: int = POSES_OPT,
     window: Optional[float] = WINDOW_OPT,
-    inference_fps: float = typer.Option(10.0, "--inference-fps", min=0.1, help="Inference steps per second, decoupled from the display."),
+    inference_fps: Optional[float] = typer.Option(None, "--inference-fps", min=0.1, help="Inference steps per second, decoupled from the display. Default: every camera frame while the machine keeps up, else as often as the measured step time allows (logged)."),
     smooth: int = SMOOTH_OPT, threshold: float = THRESH_OPT, mirror: bool = MIRROR_OPT,
     headless: bool = typer.Option(False, "--headless", "--no-display", help="No window (servers, CI)."),
     save: Optional[Path] = typer.Option(None, "--save", help="Write the annotated video (.mp4) here."),
@@ -246,7 +246,7 @@ def live(
         wanted = _SinkOptions(lsl, osc, serve, serve_token, stdout_json)
         with _recognizer(model, pose_model, num_poses, threads, cfg) as recognizer:
             # outputs to other programs open before the camera: a port in use fails before it starts
-            sinks = wanted.open(recognizer.class_names, cfg.events, inference_fps)
+            sinks = wanted.open(recognizer.class_names, cfg.events, inference_fps or 0.0)   # LSL: 0 = irregular
             try:
                 show = None if headless else _window("mgr live (q or Esc quits)")
                 source = _open_live_source(camera, video, url, images, reconnects)
@@ -440,7 +440,7 @@ def bench_live(
     model: Optional[Path] = MODEL_OPT, pose_model: Optional[Path] = POSE_MODEL_OPT, num_poses: int = POSES_OPT,
     window: Optional[float] = WINDOW_OPT, threads: int = THREADS_OPT,
     camera_fps: float = typer.Option(30.0, "--camera-fps", min=1.0, help="Rate of the emulated camera."),
-    inference_fps: float = typer.Option(10.0, "--inference-fps", min=0.1, help="Live inference steps per second asked for."),
+    inference_fps: Optional[float] = typer.Option(None, "--inference-fps", min=0.1, help="Live inference steps per second asked for (default: as `mgr live`, every frame while steps keep up)."),
     seconds: float = typer.Option(10.0, "--seconds", min=1.0, help="Length of the live part."),
     outputs: bool = typer.Option(True, "--outputs/--no-outputs", help="Also replay with LSL, OSC and --serve on "
                                  "(loopback): time they add per step, WebSocket delay."),

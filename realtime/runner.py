@@ -286,12 +286,50 @@ def _finalise(recognizer: Recognizer, outputs: Outputs) -> bool:
     return outputs.close()
 
 
+class AutoRate:
+    """The live default (no ``--inference-fps``): a step on every camera frame while the machine keeps up.
+
+    The loop measures, it does not guess: the worker adds each step's wall time, and the
+    period between steps is ``headroom`` times the median of the last ``window`` steps. While
+    that is shorter than a frame interval every frame gets a step; when steps are slower, they
+    run at the rate they allow and never back to back, so capture and display keep their share
+    of the CPU. ``limited(frame_s)`` says whether the steps, not the camera, set the rate.
+    """
+
+    def __init__(self, window: int = 15, headroom: float = 1.25):
+        self.headroom = headroom
+        self._steps: deque[float] = deque(maxlen=window)
+
+    def add(self, step_s: float) -> None:
+        self._steps.append(step_s)
+
+    @property
+    def step_s(self) -> float:
+        """The median step time of the window (0 before the first step)."""
+        return float(np.median(self._steps)) if self._steps else 0.0
+
+    @property
+    def period_s(self) -> float:
+        return self.headroom * self.step_s
+
+    def limited(self, frame_s: float, was: bool = False) -> bool:
+        """True when the steps set the rate (with hysteresis around one frame interval, so it does not flap)."""
+        return frame_s > 0 and self.period_s > (0.9 if was else 1.1) * frame_s
+
+
 class InferenceWorker:
-    """Runs ``recognizer.step`` in a thread on the newest offered frame, at most ``fps`` times a second."""
+    """Runs ``recognizer.step`` in a thread on the newest offered frame, at most ``fps`` times a second.
+
+    ``fps`` None: ``AutoRate``, a step on every frame while steps fit in a frame interval, else
+    as often as the measured step time allows (logged when that starts and when it ends).
+    """
 
     def __init__(self, recognizer: Recognizer, fps: float | None):
         self.recognizer = recognizer
+        self.auto = AutoRate() if not fps else None
         self.period_s = 1.0 / fps if fps else 0.0
+        self._offers: deque[float] = deque(maxlen=15)     # when frames were offered: the camera's interval
+        self._limited = False
         self._cond = threading.Condition()
         self._pending: Frame | None = None
         self._busy = False
@@ -313,6 +351,7 @@ class InferenceWorker:
         """
         now = time.perf_counter()
         with self._cond:
+            self._offers.append(now)
             if self._busy or self._pending is not None or now < self._next_due - 1e-3:
                 return False
             late = now - self._next_due
@@ -344,6 +383,7 @@ class InferenceWorker:
                 if self._stop:
                     return
                 frame, self._pending, self._busy = self._pending, None, True
+            t0 = time.perf_counter()
             try:
                 pred = self.recognizer.step(frame)
             except Exception as e:  # noqa: BLE001 - handed to the main thread by latest()
@@ -353,6 +393,25 @@ class InferenceWorker:
             with self._cond:
                 self._result, self._seq, self._busy = pred, self._seq + 1, False
                 self._unseen.append(pred)
+                if self.auto is not None:
+                    self._adapt(time.perf_counter() - t0)
+
+    def _adapt(self, step_s: float) -> None:
+        """AutoRate: the next period from the measured step time; say when the steps start or stop setting the rate."""
+        self.auto.add(step_s)
+        self.period_s = self.auto.period_s
+        offers = self._offers
+        frame_s = float(np.median(np.diff(offers))) if len(offers) >= 3 else 0.0
+        limited = self.auto.limited(frame_s, self._limited)
+        if limited != self._limited:
+            self._limited = limited
+            if limited:
+                log.info("inference at %.1f steps/s, below the %.1f frames/s coming in: a step takes %.0f ms "
+                         "(median); set --inference-fps to fix a rate", 1.0 / self.period_s, 1.0 / frame_s,
+                         1000.0 * self.auto.step_s)
+            else:
+                log.info("inference back on every frame (%.1f frames/s): a step takes %.0f ms (median)",
+                         1.0 / frame_s, 1000.0 * self.auto.step_s)
 
     def wait_idle(self, timeout_s: float) -> bool:
         """Wait until the offered frame, if any, has been processed; False on timeout."""
