@@ -122,6 +122,8 @@ class EventView:   # what the overlay draws
     current: tuple[str, int, float] | None             # open event: (class name, index, start seconds)
     recent: tuple[tuple[float, float, int, str], ...]  # (start, end, index, name), ending within horizon, oldest first
     horizon_s: float = 30.0                            # the span `recent` covers, ending at `now`
+    committed_end: float | None = None                 # open event: the end it keeps whatever comes next
+                                                       # (a rival streak can still cut it back to there)
 
 
 class _Run:
@@ -227,12 +229,15 @@ class EventDecoder:
         pending = self._pending
         if pending is not None and pending.end >= since and not self._too_short(pending):
             recent.append((pending.start, pending.end, pending.index, self.names[pending.index]))
-        current = None
+        current = committed = None
         if self._open is not None:
             name = self.names[self._open.index]
             current = (name, self._open.index, self._open.start)
             recent.append((self._open.start, self._now, self._open.index, name))
-        return EventView(self._now, current, tuple(recent), float(horizon_s))
+            # while a rival class builds its streak, the open event may still be cut back to where
+            # the streak began (``_snapshot``); otherwise it keeps every step it has
+            committed = (self._snapshot if self._snapshot is not None else self._open).end
+        return EventView(self._now, current, tuple(recent), float(horizon_s), committed)
 
     # -- one step -------------------------------------------------------------------------
 

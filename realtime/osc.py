@@ -5,9 +5,11 @@ Addresses (README "Outputs to other programs"):
 * ``/mgr/top1 name p``: each step with labels (status ok or uncertain);
 * ``/mgr/probs p0 ... pK``: each step with labels, every class in the model's order;
 * ``/mgr/person 0|1``: each step;
-* ``/mgr/event/start name confidence t``: once per event, when it has lasted ``--event-min``
-  (it can no longer be dropped, so every start is followed by an end); confidence is the
-  class's probability at that step, t the event's start (seconds, the event log's clock);
+* ``/mgr/event/start name confidence t``: once per event, as soon as it is certain to be
+  written (the part of it nothing can take back has lasted ``--event-min``), at the latest
+  just before its end, so every start is followed by its end; confidence is the class's
+  probability at that step (its mean when sent with the end), t the event's start (seconds,
+  the event log's clock);
 * ``/mgr/event/end name confidence t0 t1``: when the event is written to the event log
   (confidence: its mean probability).
 
@@ -90,6 +92,8 @@ class OscSink(QueuedSink):
             self.put(("/mgr/event/start", (name, p, float(start))))
 
     def event(self, event: GestureEvent, record: dict, pred: Prediction | None) -> None:
+        if self._opened.unannounced(event):     # every end follows its start
+            self.put(("/mgr/event/start", (event.class_name, float(event.confidence), float(event.start))))
         self.put(("/mgr/event/end", (event.class_name, float(event.confidence), float(event.start), float(event.end))))
 
     def send(self, item: tuple) -> None:

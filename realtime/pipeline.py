@@ -425,7 +425,8 @@ class Recognizer:
 
         Steps run on every frame, or at ``inference_fps`` of file time. ``jsonl``, ``events`` and
         ``save`` write the same files as ``mgr replay --jsonl/--events/--out``; stopping the
-        iteration early still closes them whole. The event still open at the end is written
+        iteration early still closes them whole, and Ctrl-C closes them, then raises
+        KeyboardInterrupt in the caller as usual. The event still open at the end is written
         truncated to ``events`` (it is not yielded: no step finished it).
         """
         from .outputs import check_output_path
@@ -439,9 +440,11 @@ class Recognizer:
         try:
             self.reset()
             outputs = file_outputs(save, jsonl, events, source.fps or 25.0, source.size, log_timings=False)
-            yield from iter_replay(source, self, self.cfg, outputs)
+            summary = yield from iter_replay(source, self, self.cfg, outputs)
         finally:
             source.close()
+        if summary.interrupted:
+            raise KeyboardInterrupt     # the files are whole; the caller's loop stops too
 
     def _api_frame(self, image: np.ndarray, t_ms: float | None) -> Frame:
         if not (isinstance(image, np.ndarray) and image.ndim == 3 and image.shape[2] == 3 and image.dtype == np.uint8):

@@ -157,26 +157,41 @@ class OpenedEvents:
     """Which open event a step makes known, once: (class name, index, start seconds, p at this step).
 
     An event opens in the decoder when its class has led for the confirmation time; it can
-    still be dropped later when it ends shorter than the minimum duration. A receiver told
-    "start" must hear "end", so an opening is reported only once the open event has lasted
-    the minimum duration (then it can no longer be dropped). A merge continues the same event
-    (same class and start) and is not reported again.
+    still be dropped later when it ends shorter than the minimum duration, and a rival class
+    that takes over can cut it back to where the rival's streak began. A receiver told "start"
+    must hear "end", so an opening is reported only once the part of the event that nothing
+    can take back (``EventView.committed_end``) has lasted the minimum duration. A merge
+    continues the same event (same class and start) and is not reported again.
     """
 
     def __init__(self, min_duration_s: float):
         self.min_duration_s = min_duration_s
-        self._last: tuple[int, float] | None = None
+        self._announced: deque[tuple[int, float]] = deque(maxlen=16)
 
     def update(self, pred: Prediction) -> tuple[str, int, float, float] | None:
         view = pred.event_view
         if view is None or view.current is None:
             return None
         name, index, start = view.current
-        if (index, start) == self._last or view.now - start < self.min_duration_s - 1e-6:
+        end = view.committed_end if view.committed_end is not None else view.now
+        key = (index, round(float(start), 6))
+        if key in self._announced or end - start < self.min_duration_s - 1e-6:
             return None
-        self._last = (index, start)
+        self._announced.append(key)
         p = float(pred.probs[index]) if pred.probs is not None else 0.0
         return name, index, start, p
+
+    def unannounced(self, event: GestureEvent) -> bool:
+        """True (once) for a finished event whose start was never reported: report it now, before its end.
+
+        It happens when the event's last steps, which a rival's streak could still have cut off,
+        turn out to stay (the event fell below ``exit`` instead): it was never certain while open.
+        """
+        key = (event.index, round(float(event.start), 6))
+        if key in self._announced:
+            return False
+        self._announced.append(key)
+        return True
 
 
 def lsl_clock_offset() -> Callable[[float], float]:
@@ -207,10 +222,15 @@ class StdoutSink(Sink):
     def _write(self, record: dict) -> None:
         if self._gone:
             return
+        from .runner import _SigintShield    # a line is written whole even when Ctrl-C comes while stdout blocks
+
         try:
-            self._stream.write(json.dumps(record, separators=(",", ":")) + "\n")
-            self._stream.flush()
+            with _SigintShield() as shield:
+                self._stream.write(json.dumps(record, separators=(",", ":")) + "\n")
+                self._stream.flush()
             self.sent += 1
+            if shield.interrupted:
+                raise KeyboardInterrupt
         except BrokenPipeError:
             self._gone = True
             try:     # so that the interpreter's own flush at exit does not fail on the closed pipe

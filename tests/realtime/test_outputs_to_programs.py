@@ -103,10 +103,10 @@ def test_osc_sends_top1_probs_person_per_step_and_each_event_start_and_end(tmp_p
 
 
 def test_osc_to_a_port_nobody_listens_on_drops_and_counts_and_never_stops_the_run(tmp_path):
-    cfg = LiveConfig(window_s=0.12, inference_fps=None)
+    cfg = LiveConfig(window_s=0.12, inference_fps=None, events=EventConfig(min_duration_s=0.2))
     with OscReceiver() as rx:
         port = rx.port
-    sink = OscSink("127.0.0.1", port, min_duration_s=0.4)    # the receiver is gone: ICMP port unreachable
+    sink = OscSink("127.0.0.1", port, min_duration_s=0.2)    # the receiver is gone: ICMP port unreachable
     sink.open()
     source = VideoFileSource(clip_video(tmp_path, 20))
     steps = []
@@ -251,3 +251,82 @@ def test_a_busy_serve_port_fails_before_the_camera_opens(checkpoint_factory):
     out = " ".join(res.output.split())
     assert res.exit_code == 2 and f"--serve 127.0.0.1:{port}: cannot listen" in out, out
     assert "camera" not in out.lower()
+
+
+def _starts_and_events(stream, cfg, names, background):
+    """Run the decoder over ``stream`` as the loop does and collect what OSC would announce."""
+    from types import SimpleNamespace
+
+    from mgr.realtime.events import EventDecoder
+    from mgr.realtime.sinks import OpenedEvents
+    decoder, opened = EventDecoder(cfg, names, background), OpenedEvents(cfg.min_duration_s)
+    starts, events, late = [], [], []
+    for i, probs in enumerate(stream):
+        t = round(0.1 * i, 3)
+        for ev in decoder.update(t, i, probs):      # OscSink.event: a start not yet sent goes just before the end
+            late += [(ev.class_name, ev.start)] if opened.unannounced(ev) else []
+            events.append(ev)
+        o = opened.update(SimpleNamespace(event_view=decoder.view(), probs=probs))
+        if o is not None:
+            starts.append((o[0], o[2]))
+    for ev in decoder.finish():
+        late += [(ev.class_name, ev.start)] if opened.unannounced(ev) else []
+        events.append(ev)
+    return starts + late, [(e.class_name, e.start) for e in events]
+
+
+def test_an_event_cut_back_by_a_rival_is_not_announced_before_it_is_safe():
+    """A leads 0.7 s, then a rival streak begins (B at 0.5 over A at 0.36) and takes over: A is cut
+    back to 0.6 s and dropped (min 0.8 s), so A's start must never have been sent."""
+    names = ["A", "B", "no gesture"]
+    A, AB, B = np.array([0.9, 0.05, 0.05]), np.array([0.36, 0.5, 0.14]), np.array([0.05, 0.9, 0.05])
+    starts, events = _starts_and_events([A] * 7 + [AB] * 3 + [B] * 12, EventConfig(), names, 2)
+    assert events == [("B", pytest.approx(0.7))] and [s[0] for s in starts] == ["B"]
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_every_announced_start_is_followed_by_its_end(seed):
+    """Random step streams (three gesture classes and a background class, in runs of a few steps):
+    every /mgr/event/start names an event that is later written, and every written event was announced."""
+    rng = np.random.default_rng(seed)
+    stream = []
+    while len(stream) < 300:
+        probs = rng.dirichlet(np.full(4, 0.3))
+        stream += [np.clip(probs + rng.normal(0, 0.05, 4), 0, None)] * int(rng.integers(1, 12))
+    cfg = EventConfig(enter=0.4, exit=0.3, min_enter_s=0.1, min_duration_s=0.5, merge_gap_s=0.3)
+    starts, events = _starts_and_events(stream, cfg, ["A", "B", "C", "no gesture"], 3)
+    assert events, "the stream should hold some events"
+    written = {(n, round(s, 6)) for n, s in events}
+    announced = [(n, round(s, 6)) for n, s in starts]
+    assert set(announced) <= written and len(announced) == len(set(announced))
+    assert written <= set(announced)
+
+
+def test_ctrl_c_while_stdout_is_blocked_still_writes_that_line_whole(tmp_path, astronaut_bgr, checkpoint_factory,
+                                                                      pose_model):
+    """A reader that stops reading fills the pipe and the loop waits in its write; Ctrl-C then
+    comes in the middle of a line. Every line of the JSONL is still on stdout, whole."""
+    import signal
+    from rt_helpers import pan_zoom_frames
+    video = write_video(tmp_path / "long.mp4", pan_zoom_frames(astronaut_bgr, 150))
+    jsonl = tmp_path / "steps.jsonl"
+    env = dict(os.environ, MGR_POSE_MODEL=str(pose_model))
+    proc = subprocess.Popen([sys.executable, "-m", "mgr.realtime.cli", "replay", str(video), "--model",
+                             str(checkpoint_factory("skeleton")), "--jsonl", str(jsonl), "--stdout-json",
+                             "--log-keypoints"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env)
+    try:
+        deadline = time.monotonic() + 120
+        # nobody reads: with keypoints a line is over 1 KB, so the 64 KiB pipe fills within ~60 steps
+        while (not jsonl.exists() or len(jsonl.read_text().splitlines()) < 70) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        time.sleep(1.0)
+        proc.send_signal(signal.SIGINT)
+        time.sleep(0.5)
+        out = proc.stdout.read().decode()
+        proc.wait(60)
+    finally:
+        proc.kill()
+    lines = out.splitlines()
+    assert out.endswith("\n") and [json.loads(line) for line in lines] == \
+        [json.loads(line) for line in jsonl.read_text().splitlines()]
+    assert 60 <= len(lines) < 150              # stopped by Ctrl-C, not at the end of the video

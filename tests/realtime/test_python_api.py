@@ -120,3 +120,29 @@ def test_replay_checks_its_output_paths_before_reading(tmp_path, onnx_model, ast
         with pytest.raises(Exception, match="file") as e:
             next(rec.replay(astronaut_video, jsonl=blocker / "out.jsonl"))
         assert isinstance(e.value, (OSError, ValueError))
+
+
+def test_ctrl_c_inside_a_replay_closes_its_files_and_reaches_the_caller(tmp_path):
+    """Ctrl-C while a step runs (here: in the pose stage of the 6th frame) finalises the JSONL and
+    the mp4, then raises KeyboardInterrupt in the caller's loop, so a batch over videos stops."""
+    import signal
+
+    from mgr.realtime.pipeline import LiveConfig
+    from rt_helpers import FakePose, ScriptedBackend, write_video
+
+    def present(i):
+        if i == 5:
+            signal.raise_signal(signal.SIGINT)
+        return True
+    video = write_video(tmp_path / "v.mp4", [np.full((120, 160, 3), 50 + i, np.uint8) for i in range(20)])
+    jsonl, save = tmp_path / "steps.jsonl", tmp_path / "out.mp4"
+    rec = Recognizer(ScriptedBackend([3]), FakePose(present), LiveConfig(window_s=0.12, inference_fps=None))
+    seen = []
+    with pytest.raises(KeyboardInterrupt):
+        for pred in rec.replay(video, jsonl=jsonl, save=save):
+            seen.append(pred.frame_index)
+    assert seen == [0, 1, 2, 3, 4]
+    assert [json.loads(line)["frame"] for line in jsonl.read_text().splitlines()] == [0, 1, 2, 3, 4]
+    cap = cv2.VideoCapture(str(save))
+    assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 5
+    cap.release()
