@@ -184,12 +184,15 @@ class Outputs:
         """
         errors = []
         with _SigintShield() as shield:
-            for sink in (*self.sinks, self.events, self.jsonl, self.video):
+            # the files first: whatever a network output does on closing, they are whole
+            for sink in (self.events, self.jsonl, self.video, *self.sinks):
                 if sink is not None:
                     try:
                         sink.close()
                     except OSError as e:
                         errors.append(e)
+                    except Exception as e:      # noqa: BLE001 - a network output's failure must not leave the others open
+                        log.warning("closing %s failed: %s", getattr(sink, "name", sink), e)
         if errors:
             raise errors[0]
         return shield.interrupted

@@ -32,7 +32,7 @@ import socket
 import threading
 import time
 from importlib import resources
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, quote, urlsplit
 
 import cv2
 import numpy as np
@@ -118,7 +118,9 @@ class WebServer(Sink):
                  class_names: list[str] = (), max_fps: float = 15.0, maxlen: int = QUEUE_ITEMS):
         if not max_fps > 0:
             raise ValueError(f"max_fps must be a positive number of frames a second, got {max_fps}")
-        self.host, self.port, self.token = host, int(port), token or None
+        if token is not None and not token:
+            raise SinkError("--serve-token is empty: give a token, or leave the option out")
+        self.host, self.port, self.token = host, int(port), token
         self.class_names = [str(n) for n in class_names]
         self.frame_period_s = 1.0 / float(max_fps)
         self.maxlen = maxlen
@@ -162,7 +164,7 @@ class WebServer(Sink):
         if self._error is not None:
             self.close()
             raise SinkError(f"--serve {address}: cannot listen ({self._error})")
-        query = f"?token={self.token}" if self.token else ""
+        query = f"?token={quote(self.token, safe='')}" if self.token else ""
         self.url = f"http://{_address(self.host, self.port)}/{query}"
 
     def step(self, pred: Prediction, record: dict) -> None:
@@ -180,7 +182,7 @@ class WebServer(Sink):
         if now < self._next_frame_at - 0.25 * period:
             return                              # skipped before any copy or encode
         self._next_frame_at = max(self._next_frame_at, now - 0.25 * period) + period
-        self._latest_image = image_bgr.copy()   # the caller may draw on its frame afterwards
+        self._latest_image = image_bgr          # the loop draws each frame anew and never changes it afterwards
         self._call(self._frame_ready.set)
 
     def clients(self) -> dict:
@@ -291,8 +293,25 @@ class WebServer(Sink):
             for c in self._video_clients:
                 c.wake.set()
 
+    def _local_only(self, request: Request) -> str | None:
+        """On loopback, why a request is refused: another site's page in the user's browser (its
+        Origin), or a DNS-rebound name (its Host). None: allowed. Beyond loopback the token guards."""
+        if not is_loopback(self.host):
+            return None
+        allowed = {f"{h}:{self.port}" for h in ("127.0.0.1", "localhost", "[::1]", self.host)}
+        host = request.headers.get("Host")
+        if host is not None and host.lower() not in allowed:
+            return f"Host {host!r} is not this server's loopback address."
+        origin = request.headers.get("Origin")
+        if origin is not None and origin.lower() not in {f"http://{a}" for a in allowed}:
+            return f"Origin {origin!r}: only the page served here may read this stream."
+        return None
+
     def _process_request(self, conn: ServerConnection, request: Request) -> Response | None:
         url = urlsplit(request.path)
+        refused = self._local_only(request)
+        if refused is not None:
+            return conn.respond(http.HTTPStatus.FORBIDDEN, refused + "\n")
         if self.token is not None:
             given = parse_qs(url.query).get("token")
             if not given:

@@ -332,3 +332,39 @@ def test_the_page_shows_the_video_and_the_top5_in_headless_chromium(tmp_path, as
         stop.set()
         loop.join(30)
     assert not loop.is_alive() and done["summary"].steps > 0
+
+
+def test_on_loopback_only_the_served_page_may_read_the_streams():
+    """Another site open in the user's browser (its Origin) or a DNS-rebound name (its Host) is
+    refused; the page served here, and clients that send no Origin (scripts), are not."""
+    server = WebServer(class_names=["a"])
+    server.open()
+    try:
+        base = f"127.0.0.1:{server.port}"
+        for path in ("/ws", "/video"):
+            with pytest.raises(InvalidStatus) as err:
+                connect(f"ws://{base}{path}", origin="http://evil.example", open_timeout=5).close()
+            assert err.value.response.status_code == 403, path
+        with connect(f"ws://{base}/ws", origin=f"http://localhost:{server.port}", open_timeout=5) as ws:
+            assert json.loads(ws.recv(timeout=5))["type"] == "hello"
+        with connect(f"ws://{base}/ws", open_timeout=5) as ws:          # no Origin: not a browser page
+            assert json.loads(ws.recv(timeout=5))["type"] == "hello"
+        rebound = urllib.request.Request(f"http://{base}/", headers={"Host": f"evil.example:{server.port}"})
+        with pytest.raises(urllib.error.HTTPError) as err:
+            urllib.request.urlopen(rebound, timeout=5)
+        assert err.value.code == 403
+        err.value.close()
+    finally:
+        server.close()
+
+
+def test_a_token_with_url_characters_is_quoted_in_the_printed_url_and_an_empty_one_is_refused():
+    server = WebServer(token="a+b&c d")
+    server.open()
+    try:
+        with urllib.request.urlopen(server.url, timeout=5) as page:
+            assert page.status == 200
+    finally:
+        server.close()
+    with pytest.raises(SinkError, match="empty"):
+        WebServer(token="")
