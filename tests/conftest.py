@@ -7,6 +7,7 @@ MGR_POSE_MODEL (README.md, "The pose model"), and never download it or read the 
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -53,3 +54,13 @@ def pose_model_env(tmp_path_factory) -> str:
     if GIVEN_POSE_MODEL is not None:
         return str(GIVEN_POSE_MODEL)
     return str(tmp_path_factory.getbasetemp() / "MGR_POSE_MODEL-not-set" / "pose_landmarker_full.task")
+
+
+@pytest.fixture(scope="session")
+def chromium() -> str:
+    """A headless-capable Chromium for the tests that render pages (the HTML report, the live page)."""
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        if shutil.which(name):
+            return shutil.which(name)
+    pytest.skip("Chromium not installed (Debian package 'chromium')")
+

@@ -11,7 +11,6 @@ import threading
 import time
 import uuid
 import xml.etree.ElementTree as ET
-from dataclasses import replace
 
 import numpy as np
 import pylsl
@@ -27,7 +26,7 @@ from mgr.realtime.sinks import SinkError, lsl_clock_offset
 from mgr.realtime.sources import VideoFileSource
 from mgr.train.classes import class_names
 from mgr.train.layout import JOINT_NAMES
-from rt_helpers import FakeBackend, FakePose, write_video
+from rt_helpers import FakePose, ScriptedBackend, write_video
 
 EVENT_KEYS = ["event", "class", "index", "start", "end", "confidence", "peak", "start_frame", "end_frame"]
 TIMEOUT = 5.0
@@ -210,23 +209,6 @@ def test_joint_names_must_be_a_whole_body25():
 
 
 # ----------------------------------------------------------------------------- through the replay loop
-class ScriptedBackend(FakeBackend):
-    """A skeleton model with a "no gesture" class whose n-th clip makes ``script[n]`` very likely
-    (None: "no gesture")."""
-
-    def __init__(self, script):
-        super().__init__("skeleton")
-        self.metadata = replace(self.metadata, class_names=tuple(class_names()) + (BACKGROUND_NAME,))
-        self.script, self.calls = list(script), 0
-
-    def classify(self, features, skeleton):
-        k = self.script[min(self.calls, len(self.script) - 1)]
-        self.calls += 1
-        logits = np.zeros((1, 33), np.float32)
-        logits[0, 32 if k is None else k] = 8.0
-        return logits
-
-
 class Receiver(threading.Thread):
     """Pulls both streams while the run goes on, until the sink closes them."""
 

@@ -1,6 +1,5 @@
 """mgr report: Table 1 markdown, curves, and a self-contained HTML page that renders in Chromium."""
 import json
-import shutil
 import subprocess
 
 import numpy as np
@@ -40,15 +39,7 @@ def test_table1_and_curves(tmp_path):
         read_run(tmp_path / "out")
 
 
-def _chromium():
-    for name in ("chromium", "chromium-browser", "google-chrome"):
-        if shutil.which(name):
-            return shutil.which(name)
-    return None
-
-
-@pytest.mark.skipif(_chromium() is None, reason="Chromium not installed (Debian package 'chromium')")
-def test_html_report_renders_its_images_in_chromium(tmp_path):
+def test_html_report_renders_its_images_in_chromium(tmp_path, chromium):
     runs = [read_run(_fake_run(tmp_path, "fusion", "fusion", 0.5))]
     page = write_html(runs, tmp_path / "report" / "report.html")
     text = page.read_text()
@@ -58,7 +49,7 @@ def test_html_report_renders_its_images_in_chromium(tmp_path):
     probe = page.with_name("probe.html")
     probe.write_text(text.replace("</body>", "<script>window.onload=()=>{document.title='ok:'+"
                                   "[...document.images].filter(i=>i.complete&&i.naturalWidth>100).length}</script></body>"))
-    out = subprocess.run([_chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+    out = subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                           "--disable-component-update", "--disable-sync", "--no-first-run",
                           f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=3000", "--dump-dom",
                           probe.as_uri()], capture_output=True, text=True, timeout=120)
