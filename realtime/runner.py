@@ -292,32 +292,36 @@ def _finalise(recognizer: Recognizer, outputs: Outputs) -> bool:
 class AutoRate:
     """The live default (no ``--inference-fps``): a step on every camera frame while the machine keeps up.
 
-    The loop measures, it does not guess: the worker adds each step's wall time, and the
-    period between steps is ``headroom`` times the median of the last ``window`` steps. While
-    that is shorter than a frame interval every frame gets a step; when steps are slower, they
-    run at the rate they allow and never back to back, so capture and display keep their share
-    of the CPU. ``limited(frame_s)`` says whether the steps, not the camera, set the rate.
+    The loop measures, it does not guess: the worker adds each step's wall time. While the
+    median of the last ``window`` steps fits in a frame interval, every frame gets a step (the
+    camera sets the rate). When steps are slower, the period between them is ``headroom``
+    times that median: as often as the machine allows, never back to back, so capture and
+    display keep their share of the CPU. The first ``warmup`` steps (a runtime's first runs
+    are slow) decide nothing.
     """
 
-    def __init__(self, window: int = 15, headroom: float = 1.25):
-        self.headroom = headroom
+    def __init__(self, window: int = 15, headroom: float = 1.25, warmup: int = 5):
+        self.headroom, self.warmup = headroom, warmup
         self._steps: deque[float] = deque(maxlen=window)
+        self._seen = 0
 
     def add(self, step_s: float) -> None:
-        self._steps.append(step_s)
+        self._seen += 1
+        if self._seen > self.warmup:
+            self._steps.append(step_s)
 
     @property
     def step_s(self) -> float:
-        """The median step time of the window (0 before the first step)."""
+        """The median step time of the window (0 before any step after the warm-up)."""
         return float(np.median(self._steps)) if self._steps else 0.0
 
-    @property
-    def period_s(self) -> float:
-        return self.headroom * self.step_s
-
     def limited(self, frame_s: float, was: bool = False) -> bool:
-        """True when the steps set the rate (with hysteresis around one frame interval, so it does not flap)."""
-        return frame_s > 0 and self.period_s > (0.9 if was else 1.1) * frame_s
+        """True when the steps, not the camera, set the rate (hysteresis around one frame interval)."""
+        return frame_s > 0 and self.step_s > (0.9 if was else 1.0) * frame_s
+
+    def period_s(self, limited: bool) -> float:
+        """Seconds between steps: 0 (every frame offered) unless the steps set the rate."""
+        return self.headroom * self.step_s if limited else 0.0
 
 
 class InferenceWorker:
@@ -402,10 +406,10 @@ class InferenceWorker:
     def _adapt(self, step_s: float) -> None:
         """AutoRate: the next period from the measured step time; say when the steps start or stop setting the rate."""
         self.auto.add(step_s)
-        self.period_s = self.auto.period_s
         offers = self._offers
         frame_s = float(np.median(np.diff(offers))) if len(offers) >= 3 else 0.0
         limited = self.auto.limited(frame_s, self._limited)
+        self.period_s = self.auto.period_s(limited)
         if limited != self._limited:
             self._limited = limited
             if limited:

@@ -14,16 +14,19 @@ from mgr.realtime.sources import EmulatedCamera, LiveSource
 from rt_helpers import FakeBackend, FakePose
 
 
-def test_auto_rate_period_follows_the_median_step():
-    rate = AutoRate(window=5, headroom=1.25)
-    assert rate.period_s == 0.0 and not rate.limited(1 / 30)      # nothing measured yet: every frame
-    for s in (0.010, 0.012, 0.011):
+def test_auto_rate_steps_on_every_frame_until_the_median_step_is_longer_than_a_frame():
+    rate = AutoRate(window=5, headroom=1.25, warmup=2)
+    for s in (0.200, 0.150):                                       # a runtime's slow first runs decide nothing
         rate.add(s)
-    assert rate.period_s == pytest.approx(1.25 * 0.011) and not rate.limited(1 / 30)
+    assert rate.step_s == 0.0 and not rate.limited(1 / 30) and rate.period_s(False) == 0.0
+    for s in (0.030, 0.028, 0.029):                                # shorter than a frame at 30 fps
+        rate.add(s)
+    assert rate.step_s == pytest.approx(0.029) and not rate.limited(1 / 30)
     for s in (0.060, 0.062, 0.061, 0.300):                         # slow steps, one outlier
         rate.add(s)
     assert rate.step_s == pytest.approx(0.061) and rate.limited(1 / 30)
-    assert rate.limited(0.070, was=True) and not rate.limited(0.070, was=False)   # hysteresis around a frame
+    assert rate.period_s(True) == pytest.approx(1.25 * 0.061)      # never back to back
+    assert rate.limited(0.065, was=True) and not rate.limited(0.065, was=False)   # hysteresis around a frame
 
 
 class SlowBackend(FakeBackend):
