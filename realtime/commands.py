@@ -104,7 +104,12 @@ def _check_outputs(save: Optional[Path], jsonl: Optional[Path], events: Optional
 def _outputs(save: Optional[Path], jsonl: Optional[Path], fps: float, size, log_timings: bool, timed: bool = False,
              events: Optional[Path] = None, sinks: list | None = None, log_keypoints: bool = False):
     from .runner import file_outputs
-    outputs = file_outputs(save, jsonl, events, fps, size, log_timings, timed)
+    try:
+        outputs = file_outputs(save, jsonl, events, fps, size, log_timings, timed)
+    except BaseException:
+        for sink in sinks or []:         # opened already: a file that cannot be made must not leave them open
+            sink.close()
+        raise
     outputs.sinks = list(sinks or [])
     outputs.log_keypoints = log_keypoints
     return outputs
