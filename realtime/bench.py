@@ -2,8 +2,11 @@
 
 0. the floor: decode + pose on the model's crop, nothing else (no loop can beat it); every
    figure is also given as a ratio to the floor's frame rate;
-1. replay as shipped: every frame through pose and encode (at once, on two threads), then head;
-2. replay, feature caching on, pose and encode one after the other;
+1. replay as shipped: every frame through pose and encode (at once, on two threads), then head,
+   with decode and pose read ahead of the head and drawing (``LiveConfig.read_ahead``);
+1b. ``mgr replay VIDEO --out --jsonl`` as shipped: 1. plus the annotated mp4 and the JSONL
+   written (to a temporary folder), and the same without read-ahead (the loop before it);
+2. replay, feature caching on, pose and encode one after the other, no read-ahead;
 3. replay, feature caching off (naive): every step re-encodes all T frames (also serial);
 4. live on an emulated camera that plays the video's frames at ``camera_fps`` in real time,
    with inference at ``inference_fps`` in its own thread: display rate, inference rate and
@@ -94,11 +97,29 @@ def floor_ratios(results: dict) -> dict:
     """Every run's frame rate (and inference rate) as a ratio to the floor's frame rate."""
     floor = results["floor"]["fps"]
     ratios = {}
-    for name in ("replay", "replay_cached_serial", "replay_naive_serial", "replay_outputs", "live"):
+    for name in ("replay", *FILE_RUNS, "replay_cached_serial", "replay_naive_serial", "replay_outputs", "live"):
         if name in results and floor > 0:
             r = results[name]
             ratios[name] = {"fps": r["display_fps"] / floor, "steps_per_s": r["inference_fps"] / floor}
     return ratios
+
+
+FILE_RUNS = {"replay_files": 3, "replay_files_no_read_ahead": 0}   # run name -> read_ahead
+
+
+def _measure_files(cfg: BenchLiveConfig, backend, make_pose, read_ahead: int) -> dict:
+    """``mgr replay VIDEO --out OUT.mp4 --jsonl OUT.jsonl``: the shipped replay with both files written."""
+    import tempfile
+
+    from .runner import file_outputs
+
+    replay_cfg = LiveConfig(window_s=cfg.window_s, inference_fps=None, read_ahead=read_ahead)
+    with tempfile.TemporaryDirectory(prefix="mgr-bench-") as tmp:
+        source = VideoFileSource(cfg.video)
+        outputs = file_outputs(Path(tmp) / "out.mp4", Path(tmp) / "out.jsonl", None, source.fps or 25.0,
+                               source.size, log_timings=False)
+        return _measure(lambda rec: run_replay(source, rec, replay_cfg, outputs), source, backend, make_pose,
+                        replay_cfg)
 
 
 def run_bench_live(cfg: BenchLiveConfig, backend, make_pose: Callable[[], object]) -> dict:
@@ -106,9 +127,12 @@ def run_bench_live(cfg: BenchLiveConfig, backend, make_pose: Callable[[], object
     results: dict = {"video": str(cfg.video), "machine": machine_info(),
                      "model": getattr(backend, "source", None), "runtime": getattr(backend, "runtime", None)}
     results["floor"] = measure_floor(cfg.video, backend.metadata.preprocessing.reference_size, make_pose)
+    for name, read_ahead in FILE_RUNS.items():
+        results[name] = _measure_files(cfg, backend, make_pose, read_ahead)
     runs = (("replay", True, True), ("replay_cached_serial", True, False), ("replay_naive_serial", False, False))
     for name, cache, overlap in runs:
-        replay_cfg = LiveConfig(window_s=cfg.window_s, inference_fps=None, cache_features=cache, overlap_encode=overlap)
+        replay_cfg = LiveConfig(window_s=cfg.window_s, inference_fps=None, cache_features=cache, overlap_encode=overlap,
+                                read_ahead=LiveConfig.read_ahead if overlap else 0)
         source = VideoFileSource(cfg.video)
         results[name] = _measure(lambda rec, s=source, c=replay_cfg: run_replay(s, rec, c, Outputs()),
                                  source, backend, make_pose, replay_cfg)

@@ -457,7 +457,8 @@ def bench_live(
         VideoFileSource(video).close()       # a clear error before anything loads
         backend, make_pose = _backend_and_pose(model, pose_model, num_poses, threads)
         cfg = BenchLiveConfig(video, camera_fps, inference_fps, seconds, window, outputs=outputs)
-        with err.status("benchmarking: 3 replays (as shipped, cached serial, naive serial), live, replay with outputs ..."):
+        with err.status("benchmarking: the floor, 5 replays (as shipped; with mp4 + JSONL, with and without "
+                        "read-ahead; cached serial; naive serial), live, replay with outputs ..."):
             results = run_bench_live(cfg, backend, make_pose)
     _print_bench(results)
     if json_out is not None:
@@ -482,7 +483,8 @@ def _print_bench(results: dict) -> None:
                  else "-" for s in STAGES]
         table.add_row("floor (decode + pose)", f"{floor['fps']:.1f}", "-", *cells, "1.00", "-", "-")
     ratios = results.get("ratio_to_floor", {})
-    for name in ("replay", "replay_cached_serial", "replay_naive_serial", "live", "replay_outputs"):
+    from .bench import FILE_RUNS
+    for name in ("replay", *FILE_RUNS, "replay_cached_serial", "replay_naive_serial", "live", "replay_outputs"):
         if name not in results:
             continue
         r = results[name]
@@ -495,7 +497,8 @@ def _print_bench(results: dict) -> None:
                       f"{lat['p50']:.0f}/{lat['p95']:.0f}" if lat else "-")
     stdout.print(table)
     if floor:
-        stdout.print("x floor: frames per second as a ratio to the floor's (live: inference steps per second)")
+        stdout.print("x floor: frames per second as a ratio to the floor's (live: inference steps per second); "
+                     "replay_files: mgr replay --out --jsonl as shipped")
     speedup = results.get("caching_speedup")
     if speedup:
         stdout.print(f"feature caching: inference step (encode + head) {speedup:.1f}x cheaper than naive")

@@ -49,6 +49,7 @@ class LiveConfig:
     top_k: int = 5                       # classes shown and logged
     cache_features: bool = True          # encode each frame once (False: re-encode all T, the naive way)
     overlap_encode: bool = True          # encode on a helper thread while pose runs (both release the GIL)
+    read_ahead: int = 3                  # replay: frames decoded and posed ahead of the head, drawing and writing (0: none)
     mirror: bool = False                 # selfie view: flip the display only, never the model input
     events: EventConfig = field(default_factory=EventConfig)   # how the step stream becomes gesture events
 
@@ -68,6 +69,17 @@ class Prediction:
     events: tuple[GestureEvent, ...] = ()    # events this step finalised (usually none)
     event_view: EventView | None = None      # the open event and the recent ones, for the overlay
     evidence: tuple[float, int] | None = None   # (seconds, frame) the decoder placed this step at: its window's centre
+
+
+@dataclass(frozen=True)
+class Observation:
+    """What ``Recognizer.observe`` learned of a frame before the clip head: framing, pose, encoding."""
+    frame: Frame
+    box: FramingBox                  # the framing crop in the full frame
+    crop: np.ndarray                 # the crop as RGB (pose's and the encoder's input)
+    kp_crop: np.ndarray | None       # (25, 3) Body_25 in the crop's pixels, None without a person
+    encoding: Future | None          # the encoder thread's (entry, ms), or None (encoded in conclude)
+    ms: dict                         # stage milliseconds so far (pose)
 
 
 def resolve_window(window_s: float | None, clip_seconds: float | None) -> float:
@@ -352,17 +364,31 @@ class Recognizer:
         """
         if not isinstance(frame, Frame):
             frame = self._api_frame(frame, t_ms)
+        return self.conclude(self.observe(frame))
+
+    def observe(self, frame: Frame) -> "Observation":
+        """A step's first half: framing, pose, and the frame's encoding started (it may still run).
+
+        It touches only the pose stage and the encoder thread, never the history, so the replay
+        loop runs it for the next frames on a thread of its own while ``conclude`` finishes
+        earlier ones. Observations must be concluded in the order they were observed.
+        """
         ms: dict[str, float] = {}
         box, crop = frame_crop(frame.image, self.reference_size)
         encoding: Future | None = self._encoder.submit(self._rgb_entry, crop) if self._encoder else None
         kp_crop, ms[POSE_STAGE] = run_pose(self.pose, crop, frame.timestamp_ms)
-        entry = encoding.result() if encoding is not None else None   # (feature, ms) or None
+        return Observation(frame, box, crop, kp_crop, encoding, ms)
+
+    def conclude(self, obs: "Observation") -> Prediction:
+        """A step's second half: the frame into the history, the clip head, the decision and the events."""
+        frame, box, kp_crop, ms = obs.frame, obs.box, obs.kp_crop, obs.ms
+        entry = obs.encoding.result() if obs.encoding is not None else None   # (feature, ms) or None
         base = dict(box=box, frame_index=frame.index, timestamp_ms=frame.timestamp_ms,
                     captured_at=frame.captured_at, ms=ms)
         if kp_crop is None:
             self.smoother.reset()   # no stale labels once the person is back
             return Prediction("no person", (), None, **base, **self._events(frame, None, ms))
-        entry = entry if entry is not None else self._rgb_entry(crop)
+        entry = entry if entry is not None else self._rgb_entry(obs.crop)
         if entry is not None:
             ms[ENCODE_STAGE] = entry[1]
         picks = record_frame(self.history, frame.timestamp_ms, entry[0] if entry is not None else None,

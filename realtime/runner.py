@@ -9,6 +9,7 @@ labels, never the picture.
 from __future__ import annotations
 
 import logging
+import queue
 import signal
 import threading
 import time
@@ -232,44 +233,129 @@ def iter_replay(source, recognizer: Recognizer, cfg: LiveConfig, outputs: Output
     """The replay loop as a generator: yields each step's Prediction once it is logged; returns the RunSummary.
 
     ``run_replay`` (the CLI) and ``Recognizer.replay`` (the Python API) both run it. Closing the
-    generator early finalises the outputs as a finished run does.
+    generator early finalises the outputs as a finished run does. Decoding and the first half
+    of each step (framing, pose, encoding) run ``cfg.read_ahead`` frames ahead on a thread of
+    their own (``ReadAhead``); this thread concludes the steps, draws and writes in file order,
+    so the files are the same as with no read-ahead.
     """
-    tally, pred, next_due, interrupted = _Tally(), None, None, False
-    period_ms = 1000.0 / cfg.inference_fps if cfg.inference_fps else 0.0
+    tally, pred, interrupted = _Tally(), None, False
+    frames = ReadAhead(source, recognizer, StepGrid(cfg.inference_fps), cfg.read_ahead)
     try:
         while stop is None or not stop.is_set():
-            t0 = time.perf_counter()
-            frame = source.read()
-            capture_ms = (time.perf_counter() - t0) * 1000.0
-            if frame is None:
+            item = frames.next()
+            if item is None:
                 break
-            new = next_due is None or frame.timestamp_ms >= next_due - 1e-6
-            if new:
-                pred = recognizer.step(frame)
-                # a fixed grid of file time (0, 100, 200 ms at 10/s), re-anchored only when a
-                # gap in the file leaves it more than a period behind
-                if next_due is None or frame.timestamp_ms - next_due >= period_ms:
-                    next_due = frame.timestamp_ms
-                next_due += period_ms
+            frame, capture_ms, obs = item
+            if obs is not None:
+                pred = recognizer.conclude(obs)
                 tally.add_step(pred)
             image, draw_ms = _draw(frame, pred, tally, source.dropped, cfg.mirror)
             tally.add_frame(capture_ms, draw_ms)
-            if new:
+            if obs is not None:
                 _log_step(outputs, pred, tally)
             if outputs.video is not None:
                 outputs.video.write(image)
             outputs.write_frame(image, pred)
             if on_frame is not None:
                 on_frame(frame.index)
-            if new:
+            if obs is not None:
                 yield pred
         interrupted = stop is not None and stop.is_set()
     except KeyboardInterrupt:
         interrupted = True
     finally:
+        frames.close()
         interrupted = _finalise(recognizer, outputs) or interrupted
     reason = "interrupted" if interrupted else (source.end_reason or "end of input")
     return tally.summary(recognizer, source.dropped, reason, interrupted, outputs.event_count, outputs.sink_stats())
+
+
+class StepGrid:
+    """Which frames of a file get an inference step: all of them, or a fixed grid of file time.
+
+    At ``fps`` steps per second the grid is 0, 1/fps, 2/fps ... s of file time, re-anchored only
+    when a gap in the file leaves it more than a period behind. Depends on timestamps alone, so a
+    replay steps on the same frames every time.
+    """
+
+    def __init__(self, fps: float | None):
+        self.period_ms = 1000.0 / fps if fps else 0.0
+        self._next_due: float | None = None
+
+    def due(self, t_ms: float) -> bool:
+        if self._next_due is not None and t_ms < self._next_due - 1e-6:
+            return False
+        if self._next_due is None or t_ms - self._next_due >= self.period_ms:
+            self._next_due = t_ms
+        self._next_due += self.period_ms
+        return True
+
+
+class _Failed:
+    def __init__(self, error: BaseException):
+        self.error = error
+
+
+class ReadAhead:
+    """Replay's first half, ahead of its second: read a frame and, when a step is due, observe it.
+
+    ``depth`` > 0: a thread reads and observes (``Recognizer.observe``: framing, pose, the
+    encoding started) up to ``depth`` frames ahead, while the caller concludes, draws and writes
+    the earlier ones, so pose never waits for the head, the overlay or the encoders. Pose
+    releases the GIL, so on two cores the two halves run at once. ``depth`` 0: the same work,
+    inline. ``next()`` gives (frame, capture ms, Observation or None) in file order, None at the
+    end, and raises what the thread raised.
+    """
+
+    def __init__(self, source, recognizer: Recognizer, grid: StepGrid, depth: int = 3):
+        self._source, self._recognizer, self._grid = source, recognizer, grid
+        self._thread: threading.Thread | None = None
+        if depth > 0:
+            self._queue: queue.Queue = queue.Queue(maxsize=depth)
+            self._stop = threading.Event()
+            self._thread = threading.Thread(target=self._run, name="read-ahead", daemon=True)
+            self._thread.start()
+
+    def _read(self):
+        t0 = time.perf_counter()
+        frame = self._source.read()
+        capture_ms = (time.perf_counter() - t0) * 1000.0
+        if frame is None:
+            return None
+        obs = self._recognizer.observe(frame) if self._grid.due(frame.timestamp_ms) else None
+        return frame, capture_ms, obs
+
+    def _run(self) -> None:
+        try:
+            while not self._stop.is_set():
+                item = self._read()
+                self._put(item)
+                if item is None:
+                    return
+        except BaseException as e:     # noqa: BLE001 - raised again by next() on the caller's thread
+            self._put(_Failed(e))
+
+    def _put(self, item) -> None:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    def next(self):
+        if self._thread is None:
+            return self._read()
+        item = self._queue.get()
+        if isinstance(item, _Failed):
+            raise item.error
+        return item
+
+    def close(self) -> None:
+        """Stop reading ahead; frames read but not taken are dropped (the run is over)."""
+        if self._thread is not None:
+            self._stop.set()
+            self._thread.join()
 
 
 def file_outputs(save, jsonl, events, fps: float, size, log_timings: bool, timed: bool = False) -> Outputs:

@@ -256,8 +256,12 @@ def test_bench_live_writes_all_three_runs(tmp_path, astronaut_bgr, checkpoint_fa
     floor = report["floor"]
     assert floor["frames"] == 8 and floor["fps"] > 0 and floor["stage_ms"]["pose"]["p50"] > 0
     assert report["ratio_to_floor"]["replay"]["fps"] == pytest.approx(report["replay"]["display_fps"] / floor["fps"])
-    assert set(report["ratio_to_floor"]) == {"replay", "replay_cached_serial", "replay_naive_serial", "live",
-                                             "replay_outputs"}
+    assert set(report["ratio_to_floor"]) == {"replay", "replay_files", "replay_files_no_read_ahead",
+                                             "replay_cached_serial", "replay_naive_serial", "live", "replay_outputs"}
+    # mgr replay --out --jsonl as shipped, with and without read-ahead: same frames, same steps
+    for name in ("replay_files", "replay_files_no_read_ahead"):
+        assert report[name]["frames"] == report[name]["steps"] == 8
+        assert report[name]["steps_with_person"] == cached["steps_with_person"]
 
 
 def test_live_cli_on_an_image_folder_with_one_unreadable_image(tmp_path, astronaut_bgr, checkpoint_factory):
